@@ -1,0 +1,134 @@
+"""Configuration of a LaSER encoder: how texts are formatted and how many latent steps it thinks.
+
+The same list of keys drives ``save`` and ``load`` (``laser_config.json`` beside the weights), so the two
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_NAME = "laser_config.json"
+
+# Ours, in the shape of the released checkpoints' instructions (they are per task, e.g. one per BRIGHT subset).
+DEFAULT_QUERY_INSTRUCTION = "Given a question, retrieve documents that help answer the question"
+QWEN3_EMPTY_THINK = "<think>\n\n</think>\n\n"
+
+
+@dataclass
+class LaSERConfig:
+    """How a LaSER encoder formats its inputs and pools its latent steps.
+
+    The defaults reproduce the input format of the released ``Alibaba-NLP/LaSER-Qwen3-*`` checkpoints
+    (see ``PRESETS["laser-qwen3"]``): ``Instruct: {instruction}\\nQuery: {text}`` for queries, the bare text
+    for documents, both wrapped by the tokenizer's chat template as one user message with the generation
+    prompt and followed by Qwen3's empty thinking block.
+
+    Args:
+        num_thinking_steps: K, the number of step states that are mean-pooled. 1 is last-token pooling.
+        query_template: Format of a query; ``{text}`` and ``{instruction}`` are filled in.
+        document_template: Format of a document; ``{text}`` (and ``{instruction}``) are filled in.
+        query_instruction: Instruction used for queries when a call does not give one.
+        document_instruction: Instruction for documents (unused by the default template).
+        use_chat_template: Wrap the formatted text as one user message with the generation prompt.
+        chat_suffix: Text appended after the chat template (Qwen3's empty think block by default).
+        query_max_length: Token budget of a query, template included.
+        document_max_length: Token budget of a document, template included.
+        normalize: L2-normalise the pooled embedding (cosine similarity = dot product).
+    """
+
+    num_thinking_steps: int = 3
+    query_template: str = "Instruct: {instruction}\nQuery: {text}"
+    document_template: str = "{text}"
+    query_instruction: str = DEFAULT_QUERY_INSTRUCTION
+    document_instruction: str = ""
+    use_chat_template: bool = True
+    chat_suffix: str = QWEN3_EMPTY_THINK
+    query_max_length: int = 512
+    document_max_length: int = 512
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        validate_num_thinking_steps(self.num_thinking_steps)
+        for name in ("query_template", "document_template"):
+            template = getattr(self, name)
+            if "{text}" not in template:
+                msg = f"{name} must contain the placeholder '{{text}}', got {template!r}."
+                raise ValueError(msg)
+            try:
+                template.format(text="", instruction="")
+            except (KeyError, IndexError, ValueError) as e:
+                msg = (
+                    f"{name} {template!r} has a placeholder other than '{{text}}' and '{{instruction}}' "
+                    f"(escape literal braces as '{{{{' and '}}}}'): {e}"
+                )
+                raise ValueError(msg) from e
+        for name in ("query_max_length", "document_max_length"):
+            if getattr(self, name) < 1:
+                msg = f"{name} must be a positive number of tokens, got {getattr(self, name)}."
+                raise ValueError(msg)
+
+    # -- save / load ---------------------------------------------------------------------------------------
+    @classmethod
+    def config_keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in self.config_keys()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LaSERConfig:
+        unknown = sorted(set(data) - set(cls.config_keys()))
+        if unknown:
+            msg = f"Unknown LaSERConfig keys {unknown}. Valid keys are: {cls.config_keys()}."
+            raise ValueError(msg)
+        return cls(**data)
+
+    def replace(self, **overrides: Any) -> LaSERConfig:
+        """A copy with ``overrides`` applied (validated like the constructor)."""
+        return self.from_dict({**self.to_dict(), **overrides})
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        path = Path(folder) / CONFIG_NAME
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LaSERConfig:
+        path = Path(path)
+        if path.is_dir():
+            path = path / CONFIG_NAME
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            msg = f"{path} is not valid JSON: {e}"
+            raise ValueError(msg) from e
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> LaSERConfig:
+        """A named input format: ``"laser-qwen3"`` (released checkpoints) or ``"plain"`` (no chat template)."""
+        if name not in PRESETS:
+            msg = f"Unknown preset {name!r}. Valid presets are: {sorted(PRESETS)}."
+            raise ValueError(msg)
+        return PRESETS[name].replace(**overrides)
+
+
+def validate_num_thinking_steps(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        msg = f"num_thinking_steps must be an integer >= 1 (1 is plain last-token pooling), got {k!r}."
+        raise ValueError(msg)
+    return k
+
+
+PRESETS: dict[str, LaSERConfig] = {
+    # Input format of Alibaba-NLP/LaSER-Qwen3-{0.6B,4B,8B}, reconstructed from the reference scripts.
+    "laser-qwen3": LaSERConfig(),
+    # Raw text in, for backbones without a chat template (tiny test models, base checkpoints).
+    "plain": LaSERConfig(query_template="{instruction}{text}", query_instruction="", use_chat_template=False, chat_suffix=""),
+}

@@ -1,0 +1,284 @@
+"""``LaSEREncoder``: queries and documents in, L2-normalised LaSER embeddings out."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from .config import LaSERConfig, validate_num_thinking_steps
+from .formatting import Formatter, Kind
+from .latent import latent_think, unwrap_causal_lm
+
+logger = logging.getLogger(__name__)
+
+
+def check_texts(texts: Any, argument: str = "texts") -> list[str]:
+    """``texts`` as a list of strings, or a ``TypeError`` naming the first offending index."""
+    if isinstance(texts, (str, bytes)):
+        msg = f"{argument} must be a list of strings, got a single {type(texts).__name__}; wrap it as [{argument}]."
+        raise TypeError(msg)
+    if not isinstance(texts, Sequence) and not isinstance(texts, Iterator) and not hasattr(texts, "__iter__"):
+        msg = f"{argument} must be a list of strings, got {type(texts).__name__}."
+        raise TypeError(msg)
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            msg = f"{argument}[{i}] must be a string, got {type(text).__name__}: {text!r:.80}."
+            raise TypeError(msg)
+    return texts
+
+
+def default_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on CUDA; fp32 elsewhere (see benchmarks/encoder_speed.py for the CPU measurements)."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+class LaSEREncoder:
+    """A LaSER dense retriever: a causal LM that thinks K latent steps before it embeds.
+
+    Example:
+        >>> encoder = LaSEREncoder.from_pretrained("Alibaba-NLP/LaSER-Qwen3-0.6B")  # doctest: +SKIP
+        >>> q = encoder.encode_queries(["Which theorem bounds the sum of 2^-l over a prefix code?"])
+        >>> d = encoder.encode_documents(["Kraft inequality: for a prefix code ..."])
+        >>> (q @ d.T).shape
+        (1, 1)
+
+    Args:
+        model: a transformers causal LM (or a peft model wrapping one), already on its device.
+        tokenizer: its (fast) tokenizer.
+        config: input format and number of thinking steps.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, config: LaSERConfig | None = None):
+        if not getattr(tokenizer, "is_fast", False):
+            msg = "LaSEREncoder needs a fast (Rust) tokenizer for exact truncation; load it with use_fast=True."
+            raise ValueError(msg)
+        causal_lm = unwrap_causal_lm(model)
+        if causal_lm.get_output_embeddings() is None:
+            msg = (
+                f"{type(causal_lm).__name__} has no LM head; LaSER needs a causal LM "
+                "(AutoModelForCausalLM), since soft tokens come from its next-token distribution."
+            )
+            raise ValueError(msg)
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = config or LaSERConfig()
+        self.formatter = Formatter(tokenizer, self.config)
+        self.name_or_path: str | None = getattr(causal_lm, "name_or_path", None) or None
+        # Fast tokenizers are not safe to call from several threads at once ("Already borrowed").
+        self._tokenizer_lock = threading.Lock()
+
+    # -- properties ----------------------------------------------------------------------------------------
+    @property
+    def dimension(self) -> int:
+        return int(unwrap_causal_lm(self.model).config.get_text_config().hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def __repr__(self) -> str:
+        return (
+            f"LaSEREncoder(model={self.name_or_path!r}, dimension={self.dimension}, "
+            f"num_thinking_steps={self.config.num_thinking_steps}, device={self.device}, dtype={self.dtype})"
+        )
+
+    # -- encoding ------------------------------------------------------------------------------------------
+    def encode_queries(
+        self,
+        texts: Sequence[str],
+        *,
+        instruction: str | None = None,
+        batch_size: int = 8,
+        show_progress: bool = False,
+        num_thinking_steps: int | None = None,
+    ) -> np.ndarray:
+        """Embed queries (query template, ``instruction`` or the config's default instruction).
+
+        Returns:
+            ``numpy.float32`` array of shape ``(len(texts), dimension)``.
+        """
+        return self.encode(
+            texts,
+            kind="query",
+            instruction=instruction,
+            batch_size=batch_size,
+            show_progress=show_progress,
+            num_thinking_steps=num_thinking_steps,
+        )
+
+    def encode_documents(
+        self,
+        texts: Sequence[str],
+        *,
+        instruction: str | None = None,
+        batch_size: int = 8,
+        show_progress: bool = False,
+        num_thinking_steps: int | None = None,
+    ) -> np.ndarray:
+        """Embed documents (document template). Same return type as :meth:`encode_queries`."""
+        return self.encode(
+            texts,
+            kind="document",
+            instruction=instruction,
+            batch_size=batch_size,
+            show_progress=show_progress,
+            num_thinking_steps=num_thinking_steps,
+        )
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        kind: Kind,
+        instruction: str | None = None,
+        batch_size: int = 8,
+        show_progress: bool = False,
+        num_thinking_steps: int | None = None,
+    ) -> np.ndarray:
+        """Embed ``texts`` as ``kind`` ("query" or "document")."""
+        if kind not in ("query", "document"):
+            msg = f"Invalid kind {kind!r}. Valid kinds are: ['query', 'document']."
+            raise ValueError(msg)
+        texts = check_texts(texts)
+        if instruction is not None and not isinstance(instruction, str):
+            msg = f"instruction must be a string or None, got {type(instruction).__name__}."
+            raise TypeError(msg)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            msg = f"batch_size must be a positive integer, got {batch_size!r}."
+            raise ValueError(msg)
+        k = validate_num_thinking_steps(
+            self.config.num_thinking_steps if num_thinking_steps is None else num_thinking_steps
+        )
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        with self._tokenizer_lock:
+            ids, truncated = self.formatter.tokenize(texts, kind, instruction)
+        if truncated:
+            logger.warning(
+                "%d of %d %ss were longer than %s_max_length=%d tokens and were truncated (the template is kept).",
+                truncated, len(texts), kind, kind, self.formatter.max_length(kind),
+            )  # fmt: skip
+        # Longest first: similar lengths share a batch (less padding), and a too-large batch fails at once.
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        with tqdm(total=len(texts), desc=f"Embedding {kind}s", unit=kind, disable=not show_progress) as bar:
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                out[rows] = self.embed_token_ids([ids[i] for i in rows], k)
+                bar.update(len(rows))
+        return out
+
+    @torch.inference_mode()
+    def embed_token_ids(self, batch: list[list[int]], num_thinking_steps: int) -> np.ndarray:
+        """Embed already tokenised inputs (one padded batch)."""
+        input_ids, attention_mask = self.pad(batch, self.device)
+        result = latent_think(
+            self.model, input_ids, attention_mask, num_thinking_steps, normalize=self.config.normalize
+        )
+        return result.embeddings.float().cpu().numpy()
+
+    def pad(self, batch: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-pad token ids into (input_ids, attention_mask) tensors."""
+        width = max(len(ids) for ids in batch)
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            if ids:
+                input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+                attention_mask[row, width - len(ids) :] = 1
+        return input_ids.to(device), attention_mask.to(device)
+
+    def similarity(self, queries: np.ndarray, documents: np.ndarray) -> np.ndarray:
+        """Cosine similarity (a dot product of normalised embeddings), shape (n_queries, n_documents)."""
+        return np.asarray(queries, dtype=np.float32) @ np.asarray(documents, dtype=np.float32).T
+
+    # -- loading and saving --------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        local_files_only: bool = False,
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+        token: str | None = None,
+        allow_pickle: bool = False,
+        gguf_file: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        **config_overrides: Any,
+    ) -> LaSEREncoder:
+        """Load a LaSER encoder from a hub id, a local folder, a LoRA adapter folder or a GGUF file.
+
+        Args:
+            name_or_path: hub id (``"Alibaba-NLP/LaSER-Qwen3-0.6B"``), a folder written by
+                :meth:`save_pretrained` or transformers, a folder holding a peft LoRA adapter (its base model is
+                loaded and the adapter merged), or a ``.gguf`` file.
+            device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA > MPS > CPU.
+            dtype: torch dtype or its name (``"bfloat16"``); default bf16 on CUDA, fp32 elsewhere.
+            local_files_only: never reach the hub.
+            trust_remote_code: run code shipped with the checkpoint (off unless asked).
+            revision: hub branch, tag or commit.
+            token: hub token (prefer the ``HF_TOKEN`` environment variable).
+            allow_pickle: also accept pickled ``.bin`` weights (unsafe with untrusted files; off by default).
+            gguf_file: the GGUF file's name inside ``name_or_path`` when that is a folder.
+            model_kwargs: extra keyword arguments for ``AutoModelForCausalLM.from_pretrained``.
+            tokenizer_kwargs: extra keyword arguments for ``AutoTokenizer.from_pretrained``.
+            **config_overrides: :class:`LaSERConfig` fields that replace the checkpoint's own
+                (e.g. ``num_thinking_steps=5``).
+        """
+        from .loading import load_model_and_tokenizer
+
+        model, tokenizer, config = load_model_and_tokenizer(
+            name_or_path,
+            device=device,
+            dtype=dtype,
+            local_files_only=local_files_only,
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+            token=token,
+            allow_pickle=allow_pickle,
+            gguf_file=gguf_file,
+            model_kwargs=model_kwargs,
+            tokenizer_kwargs=tokenizer_kwargs,
+        )
+        if config_overrides:
+            config = config.replace(**config_overrides)
+        return cls(model, tokenizer, config)
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write safetensors weights, the tokenizer and ``laser_config.json`` to ``folder``, atomically.
+
+        A peft model is written merged (a plain transformers checkpoint), so every loader reads it.
+        """
+        from .loading import save_model_and_tokenizer
+
+        return save_model_and_tokenizer(self.model, self.tokenizer, self.config, folder)

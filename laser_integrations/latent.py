@@ -1,0 +1,144 @@
+"""LaSER's latent thinking: the one implementation used by inference, training and every integration.
+
+Given a left-padded batch, the backbone reads the input once; ``h_1`` is the final-norm hidden state at the
+last input token. For steps ``j = 2..K`` the LM head turns ``h_{j-1}`` into a next-token distribution ``p_j``,
+the soft token ``t_j = p_j^T E`` (the expected input embedding) is appended as one new position, and ``h_j`` is
+read there. The embedding is ``normalize(mean(h_1..h_K))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class LatentOutput:
+    """``step_states``: (batch, K, hidden) hidden states h_1..h_K; ``embeddings``: their pooled mean."""
+
+    step_states: torch.Tensor
+    embeddings: torch.Tensor
+
+
+def unwrap_causal_lm(model: nn.Module) -> nn.Module:
+    """The transformers causal LM inside a peft wrapper (LoRA layers stay active), or the model itself."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def gradient_checkpointing_enabled(causal_lm: nn.Module) -> bool:
+    flag = getattr(type(causal_lm), "is_activation_checkpointing", None)  # transformers >= 5.x name
+    name = "is_activation_checkpointing" if flag is not None else "is_gradient_checkpointing"
+    return bool(getattr(causal_lm, name, False))
+
+
+def left_padded_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that start at 0 on each row's first real token, so a text's embedding ignores its padding."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def soft_token_embeddings(causal_lm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """``softmax(W_lm h) @ E``, scaled as the backbone scales real token embeddings.
+
+    Args:
+        causal_lm: the transformers causal LM (not a peft wrapper).
+        hidden: (batch, hidden) final-norm hidden states.
+
+    Returns:
+        (batch, 1, hidden) input embeddings for the next position.
+    """
+    logits = causal_lm.get_output_embeddings()(hidden)
+    # Gemma 2/3 soft-cap their logits; the soft token follows the model's actual next-token distribution.
+    cap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    probs = torch.softmax(logits.float(), dim=-1)
+    embed = causal_lm.get_input_embeddings()
+    soft = probs.to(embed.weight.dtype) @ embed.weight
+    # Embedding modules that scale their output (Gemma 3's ScaledWordEmbedding) expect callers that pass
+    # inputs_embeds to scale too; Gemma 1/2 scale inside the decoder, where inputs_embeds get it as well.
+    scale = getattr(embed, "embed_scale", None)
+    if scale is not None:
+        soft = soft * torch.as_tensor(scale, dtype=soft.dtype, device=soft.device)
+    return soft.unsqueeze(1)
+
+
+def latent_think(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    num_thinking_steps: int,
+    *,
+    normalize: bool = True,
+    use_cache: bool | None = None,
+) -> LatentOutput:
+    """Run K latent thinking steps over a left-padded batch.
+
+    Args:
+        model: a transformers causal LM, or a peft model wrapping one.
+        input_ids: (batch, seq) token ids, left-padded.
+        attention_mask: (batch, seq), 1 on real tokens.
+        num_thinking_steps: K >= 1.
+        normalize: L2-normalise the pooled embedding.
+        use_cache: extend a KV cache by one position per step (default). ``False`` recomputes the whole
+            sequence at each step instead: the same numbers, needed when gradient checkpointing is on
+            during training because checkpointed layers drop the cache. ``None`` picks automatically.
+
+    Returns:
+        The step states h_1..h_K and the pooled embeddings.
+    """
+    if num_thinking_steps < 1:
+        msg = f"num_thinking_steps must be >= 1, got {num_thinking_steps}."
+        raise ValueError(msg)
+    if input_ids.shape[1] == 0:
+        msg = "latent_think needs at least one input token per text."
+        raise ValueError(msg)
+    if not bool((attention_mask[:, -1] == 1).all()):
+        msg = "latent_think expects left padding: every row's last position must be a real token."
+        raise ValueError(msg)
+    causal_lm = unwrap_causal_lm(model)
+    decoder = causal_lm.get_decoder()
+    if use_cache is None:
+        use_cache = not (gradient_checkpointing_enabled(causal_lm) and causal_lm.training)
+
+    position_ids = left_padded_position_ids(attention_mask)
+    inputs_embeds = causal_lm.get_input_embeddings()(input_ids)
+    out = decoder(
+        inputs_embeds=inputs_embeds,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=use_cache and num_thinking_steps > 1,
+    )
+    states = [out.last_hidden_state[:, -1]]
+    past = out.past_key_values
+    for _ in range(num_thinking_steps - 1):
+        soft = soft_token_embeddings(causal_lm, states[-1])
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)], dim=1)
+        next_position = position_ids[:, -1:] + 1
+        position_ids = torch.cat([position_ids, next_position], dim=1)
+        if use_cache:
+            out = decoder(
+                inputs_embeds=soft,
+                attention_mask=attention_mask,
+                position_ids=next_position,
+                past_key_values=past,
+                use_cache=True,
+            )
+            past = out.past_key_values
+        else:
+            inputs_embeds = torch.cat([inputs_embeds, soft], dim=1)
+            out = decoder(
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=False,
+            )
+        states.append(out.last_hidden_state[:, -1])
+    step_states = torch.stack(states, dim=1)
+    embeddings = step_states.float().mean(dim=1)
+    if normalize:
+        embeddings = F.normalize(embeddings, p=2, dim=-1)
+    return LatentOutput(step_states=step_states, embeddings=embeddings)

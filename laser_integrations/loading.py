@@ -1,0 +1,243 @@
+"""Loading LaSER checkpoints (hub id, folder, LoRA adapter folder, GGUF file) and saving them atomically."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.utils import cached_file
+
+from .config import CONFIG_NAME, PRESETS, LaSERConfig
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_CONFIG = "adapter_config.json"
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+RELEASED_PRESET = "laser-qwen3"
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+}  # fmt: skip
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    from .encoder import default_device
+
+    if device is None or device == "auto":
+        return default_device()
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        msg = f"Invalid device {device!r}; use e.g. 'cpu', 'cuda', 'cuda:1' or 'mps'."
+        raise ValueError(msg) from e
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    from .encoder import default_dtype
+
+    if dtype is None or dtype == "auto":
+        return default_dtype(device)
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = str(dtype).removeprefix("torch.")
+    if name not in _DTYPES:
+        msg = f"Invalid dtype {dtype!r}. Valid dtypes are: {sorted(_DTYPES)} or 'auto'."
+        raise ValueError(msg)
+    return _DTYPES[name]
+
+
+def _looks_local(name: str) -> bool:
+    """A name a user meant as a path (hub ids are 'org/name' or 'name')."""
+    return name.startswith((".", "/", "~")) or os.sep + os.sep in name or name.count("/") > 1 or name.endswith(".gguf")
+
+
+def _find_file(name_or_path: str, filename: str, hub: dict[str, Any]) -> str | None:
+    """Path of ``filename`` in a local folder or hub repo, or None when the repo has no such file."""
+    if os.path.isdir(name_or_path):
+        path = os.path.join(name_or_path, filename)
+        return path if os.path.isfile(path) else None
+    return cached_file(
+        name_or_path,
+        filename,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+        **hub,
+    )
+
+
+def _check_local_folder(folder: Path, allow_pickle: bool) -> None:
+    if not (folder / "config.json").is_file():
+        msg = (
+            f"{str(folder)!r} has no config.json, so it is not a transformers checkpoint folder "
+            f"(nor a LoRA adapter folder with {ADAPTER_CONFIG}, nor a folder with one .gguf file)."
+        )
+        raise FileNotFoundError(msg)
+    if any((folder / name).is_file() for name in SAFE_WEIGHTS):
+        return
+    if any((folder / name).is_file() for name in PICKLE_WEIGHTS):
+        if allow_pickle:
+            return
+        msg = (
+            f"{str(folder)!r} holds only pickled weights (pytorch_model.bin), which can run arbitrary code when "
+            "loaded. Convert them to safetensors, or pass allow_pickle=True if you trust the files."
+        )
+        raise ValueError(msg)
+    msg = f"{str(folder)!r} has a config.json but no weights ({' or '.join(SAFE_WEIGHTS)})."
+    raise FileNotFoundError(msg)
+
+
+def load_laser_config(name_or_path: str, hub: dict[str, Any], *fallbacks: str) -> LaSERConfig:
+    """The checkpoint's own ``laser_config.json``, else a fallback's, else the released checkpoints' preset."""
+    for candidate in (name_or_path, *fallbacks):
+        path = _find_file(candidate, CONFIG_NAME, hub)
+        if path:
+            return LaSERConfig.load(path)
+    logger.info("%s has no %s; using the %r input format.", name_or_path, CONFIG_NAME, RELEASED_PRESET)
+    return PRESETS[RELEASED_PRESET].replace()
+
+
+def load_model_and_tokenizer(
+    name_or_path: str | os.PathLike,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    local_files_only: bool = False,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    allow_pickle: bool = False,
+    gguf_file: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    tokenizer_kwargs: dict[str, Any] | None = None,
+) -> tuple[nn.Module, PreTrainedTokenizerBase, LaSERConfig]:
+    """Load (model, tokenizer, LaSER config) from any supported source; see ``LaSEREncoder.from_pretrained``."""
+    name = os.fspath(name_or_path)
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    hub = {"local_files_only": local_files_only, "revision": revision, "token": token}
+
+    if name.endswith(".gguf") and os.path.isfile(name):
+        name, gguf_file = os.path.dirname(os.path.abspath(name)), os.path.basename(name)
+    elif os.path.exists(name):
+        if not os.path.isdir(name):
+            msg = f"{name!r} is a file, but not a .gguf file; pass the checkpoint's folder instead."
+            raise ValueError(msg)
+        if gguf_file is None and not os.path.isfile(os.path.join(name, "config.json")):
+            ggufs = sorted(p.name for p in Path(name).glob("*.gguf"))
+            if len(ggufs) == 1:
+                gguf_file = ggufs[0]
+            elif len(ggufs) > 1:
+                msg = f"{name!r} holds several GGUF files {ggufs}; choose one with gguf_file=..."
+                raise ValueError(msg)
+    elif _looks_local(name) or local_files_only and not _find_file(name, "config.json", hub):
+        msg = f"No LaSER checkpoint at {name!r}: no such folder or file (and not a model id found in the local cache)."
+        raise FileNotFoundError(msg)
+
+    adapter_config = None if gguf_file else _find_file(name, ADAPTER_CONFIG, hub)
+    if adapter_config:
+        return _load_lora(name, adapter_config, device, torch_dtype, hub, trust_remote_code, allow_pickle,
+                          model_kwargs, tokenizer_kwargs)  # fmt: skip
+
+    if os.path.isdir(name) and gguf_file is None:
+        _check_local_folder(Path(name), allow_pickle)
+    load_kwargs: dict[str, Any] = {**hub, "trust_remote_code": trust_remote_code}
+    model_kw = {**load_kwargs, "dtype": torch_dtype, **(model_kwargs or {})}
+    tok_kw = {**load_kwargs, **(tokenizer_kwargs or {})}
+    if gguf_file:
+        model_kw["gguf_file"] = tok_kw["gguf_file"] = gguf_file
+    elif not allow_pickle:
+        model_kw["use_safetensors"] = True
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, **model_kw)
+        tokenizer = AutoTokenizer.from_pretrained(name, **tok_kw)
+    except OSError as e:
+        msg = f"Could not load a LaSER checkpoint from {name!r}: {e}"
+        raise OSError(msg) from e
+    if gguf_file:
+        # The GGUF weights were dequantised to torch_dtype; drop the quantizer so the model saves normally.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    config = load_laser_config(name, hub)
+    return model.to(device), tokenizer, config
+
+
+def _load_lora(
+    folder: str,
+    adapter_config_path: str,
+    device: torch.device,
+    torch_dtype: torch.dtype,
+    hub: dict[str, Any],
+    trust_remote_code: bool,
+    allow_pickle: bool,
+    model_kwargs: dict[str, Any] | None,
+    tokenizer_kwargs: dict[str, Any] | None,
+) -> tuple[nn.Module, PreTrainedTokenizerBase, LaSERConfig]:
+    """Base model + LoRA adapter, merged into plain weights (no adapter overhead at inference)."""
+    try:
+        from peft import PeftModel
+    except ImportError as e:  # pragma: no cover - peft is a core dependency
+        msg = "Loading a LoRA adapter needs peft: `pip install peft`."
+        raise ImportError(msg) from e
+    base = json.loads(Path(adapter_config_path).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        msg = f"{adapter_config_path} does not name its base model (base_model_name_or_path)."
+        raise ValueError(msg)
+    model, tokenizer, base_config = load_model_and_tokenizer(
+        base, device=device, dtype=torch_dtype, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+        model_kwargs=model_kwargs, tokenizer_kwargs=tokenizer_kwargs, **hub,
+    )  # fmt: skip
+    model = PeftModel.from_pretrained(model, folder, **hub).merge_and_unload()
+    if _find_file(folder, "tokenizer_config.json", hub):
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code, **hub,
+                                                  **(tokenizer_kwargs or {}))  # fmt: skip
+    config = load_laser_config(folder, hub) if _find_file(folder, CONFIG_NAME, hub) else base_config
+    return model.to(device), tokenizer, config
+
+
+def save_model_and_tokenizer(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, config: LaSERConfig, folder: str | os.PathLike
+) -> Path:
+    """Write a loadable LaSER folder atomically: into a temporary sibling, then renamed into place.
+
+    A peft model is written as its adapter (plus tokenizer and config); anything else as safetensors weights.
+    An existing ``folder`` is replaced only once the new one is complete.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        model.save_pretrained(tmp, safe_serialization=True) if _is_peft(model) else model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        config.save(tmp)
+        replace_folder(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def replace_folder(new: Path, target: Path) -> None:
+    """Move the complete folder ``new`` to ``target``, replacing what was there only after the move."""
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        target.rename(old)
+        new.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        new.rename(target)
+
+
+def _is_peft(model: nn.Module) -> bool:
+    return callable(getattr(model, "get_base_model", None)) and hasattr(model, "peft_config")
