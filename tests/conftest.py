@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from laser_integrations import LaSERConfig, LaSEREncoder
+from laser_integrations.testing import SHARED_ENV, shared_dir, tiny_encoder
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """../shared (or $LASER_SHARED_DIR); tests that need it skip with the reason when it is absent."""
+    path = shared_dir()
+    if path is None:
+        pytest.skip(f"shared assets folder not found (set {SHARED_ENV} or place it at ../shared)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer(shared: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(shared / "tokenizers" / "qwen3")
+
+
+@pytest.fixture(scope="session")
+def encoder() -> LaSEREncoder:
+    """Tiny random Qwen3 with a BPE tokenizer trained in the test, released-checkpoint input format."""
+    return tiny_encoder("qwen3")
+
+
+@pytest.fixture(scope="session")
+def symmetric_encoder_dir(tmp_path_factory) -> Path:
+    """A saved tiny encoder whose query and document formats are identical, so a text finds itself."""
+    config = LaSERConfig(query_template="{text}", document_template="{text}", query_instruction="")
+    folder = tmp_path_factory.mktemp("models") / "tiny-symmetric"
+    tiny_encoder("qwen3", config=config, seed=1).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def encoder_dir(tmp_path_factory, encoder: LaSEREncoder) -> Path:
+    folder = tmp_path_factory.mktemp("models") / "tiny-qwen3"
+    encoder.save_pretrained(folder)
+    return folder
