@@ -179,8 +179,9 @@ class LaSEREncoder:
             ids, truncated = self.formatter.tokenize(texts, kind, instruction)
         if truncated:
             logger.warning(
-                "%d of %d %ss were longer than %s_max_length=%d tokens and were truncated (the template is kept).",
-                truncated, len(texts), kind, kind, self.formatter.max_length(kind),
+                "%d of %d %s were longer than %s_max_length=%d tokens and were truncated (the template is kept).",
+                truncated, len(texts), "queries" if kind == "query" else "documents", kind,
+                self.formatter.max_length(kind),
             )  # fmt: skip
         # Longest first: similar lengths share a batch (less padding), and a too-large batch fails at once.
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
