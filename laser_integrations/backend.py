@@ -1,0 +1,99 @@
+"""One loaded :class:`LaSEREncoder` per set of load parameters, shared by every framework component.
+
+A Haystack text embedder, a document embedder, a retriever and a LlamaIndex embed model that name the same
+checkpoint with the same load parameters share one model in memory. Parameters that only change how texts are
+encoded (instruction, K, batch size, prefix) are per call, so they never cause a second load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from typing import Any
+
+from .encoder import LaSEREncoder
+
+_ENCODERS: dict[str, LaSEREncoder] = {}
+_LOCK = threading.Lock()
+
+
+def encoder_cache_key(params: dict[str, Any]) -> str:
+    """Unambiguous cache key of load parameters (JSON, sorted keys), as the Haystack integrations build theirs."""
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def get_encoder(
+    model: str,
+    *,
+    device: str | None = None,
+    token: str | None = None,
+    trust_remote_code: bool = False,
+    local_files_only: bool = False,
+    revision: str | None = None,
+    normalize: bool = True,
+    model_kwargs: dict[str, Any] | None = None,
+    tokenizer_kwargs: dict[str, Any] | None = None,
+) -> LaSEREncoder:
+    """The shared encoder for these load parameters, loaded with :meth:`LaSEREncoder.from_pretrained` on first use.
+
+    Args:
+        model: hub id or local folder of a LaSER checkpoint.
+        device: torch device string (``"cpu"``, ``"cuda:0"``); ``None`` picks CUDA > MPS > CPU.
+        token: resolved hub token. Only its SHA-256 enters the cache key, so it is never kept in clear.
+        trust_remote_code: run code shipped with the checkpoint.
+        local_files_only: never reach the hub.
+        revision: hub branch, tag or commit.
+        normalize: L2-normalise embeddings (LaSER checkpoints are trained for cosine similarity).
+        model_kwargs: extra ``AutoModelForCausalLM.from_pretrained`` arguments; ``dtype`` / ``torch_dtype``
+            here selects the weights' dtype.
+        tokenizer_kwargs: extra ``AutoTokenizer.from_pretrained`` arguments.
+    """
+    params = {
+        "model": str(model),
+        "device": device,
+        "token_sha256": hashlib.sha256(token.encode()).hexdigest() if token else None,
+        "trust_remote_code": trust_remote_code,
+        "local_files_only": local_files_only,
+        "revision": revision,
+        "normalize": normalize,
+        "model_kwargs": model_kwargs,
+        "tokenizer_kwargs": tokenizer_kwargs,
+    }
+    key = encoder_cache_key(params)
+    encoder = _ENCODERS.get(key)
+    if encoder is not None:
+        return encoder
+    # One lock for loading: concurrent warm-ups of components with the same parameters load the model once.
+    with _LOCK:
+        encoder = _ENCODERS.get(key)
+        if encoder is None:
+            kwargs = dict(model_kwargs or {})
+            # from_pretrained takes the dtype as its own argument; the key "torch_dtype" is transformers' old name.
+            dtype, old_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
+            dtype = dtype if dtype is not None else old_dtype
+            encoder = LaSEREncoder.from_pretrained(
+                model,
+                device=device,
+                dtype=dtype,
+                token=token,
+                trust_remote_code=trust_remote_code,
+                local_files_only=local_files_only,
+                revision=revision,
+                model_kwargs=kwargs or None,
+                tokenizer_kwargs=tokenizer_kwargs,
+                normalize=normalize,
+            )
+            _ENCODERS[key] = encoder
+    return encoder
+
+
+def clear_encoder_cache() -> None:
+    """Forget every shared encoder (their memory is freed once no component holds them)."""
+    with _LOCK:
+        _ENCODERS.clear()
+
+
+def loaded_encoder_count() -> int:
+    """How many distinct encoders are loaded (for tests and diagnostics)."""
+    return len(_ENCODERS)

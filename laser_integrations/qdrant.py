@@ -1,0 +1,325 @@
+"""Open a Qdrant collection for LaSER vectors, for Haystack or LlamaIndex, in one place.
+
+Three ways to reach Qdrant, one set of client calls:
+
+- **embedded, persisted** (the default): ``path="laser_qdrant"``, a local folder, no server. Exact search; good
+  for tests, demos and up to ~20,000 points. One process at a time holds the folder.
+- **in memory**: ``location=":memory:"``, for tests.
+- **server or cluster**: ``url="https://...:6333"`` with the API key from an environment variable
+  (``api_key=Secret.from_env_var("QDRANT_API_KEY")``); ``shard_number``, ``replication_factor`` and
+  ``write_consistency_factor`` are passed to the collection. This is the scale-out path. It uses the same client
+  calls as embedded mode, but the test suite cannot exercise it on machines without a Qdrant server.
+
+Every opener checks an existing collection's vector size against the encoder's dimension before anything is
+written, and turns the embedded folder's lock error into one that names the folder and the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from contextlib import closing
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from haystack.utils import Secret
+    from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
+    from qdrant_client import QdrantClient
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PATH = "laser_qdrant"
+DEFAULT_COLLECTION = "laser"
+API_KEY_ENV = "QDRANT_API_KEY"
+# qdrant-client's own threshold for embedded mode (QdrantLocal.LARGE_DATA_THRESHOLD).
+EMBEDDED_POINTS_LIMIT = 20_000
+
+
+class CollectionDimensionError(ValueError):
+    """An existing collection holds vectors of another size than the encoder produces."""
+
+
+class StorageLockedError(RuntimeError):
+    """The embedded Qdrant folder is held by another process (or another client in this one)."""
+
+
+def _require(module: str, extra: str) -> None:
+    try:
+        __import__(module)
+    except ImportError as e:
+        msg = f"{module} is not installed; install it with pip: `pip install laser-integrations[{extra}]`."
+        raise ImportError(msg) from e
+
+
+def _connection(
+    path: str | Path | None, location: str | None, url: str | None
+) -> tuple[dict[str, Any], str]:
+    """Client arguments for exactly one way in, and a human-readable description of it."""
+    given = [name for name, value in (("path", path), ("location", location), ("url", url)) if value is not None]
+    if len(given) > 1:
+        msg = f"Give one of path, location and url, not {' and '.join(given)}."
+        raise ValueError(msg)
+    if url is not None:
+        return {"url": url}, f"Qdrant server {url}"
+    if location is not None:
+        if location != ":memory:":
+            msg = f"location must be ':memory:' (use path=... for a folder, url=... for a server), got {location!r}."
+            raise ValueError(msg)
+        return {"location": ":memory:"}, "in-memory Qdrant"
+    folder = str(Path(path if path is not None else DEFAULT_PATH).expanduser())
+    return {"path": folder}, f"embedded Qdrant folder {folder!r}"
+
+
+def _resolve_api_key(api_key: Secret | str | None, url: str | None) -> str | None:
+    if api_key is None or url is None:
+        return None
+    if isinstance(api_key, str):
+        msg = (
+            "api_key must be a haystack Secret from an environment variable, not a plain string, so it is never "
+            f"written to a file or a log: api_key=Secret.from_env_var({API_KEY_ENV!r})."
+        )
+        raise TypeError(msg)
+    return api_key.resolve_value()
+
+
+def _locked_error(folder: str) -> StorageLockedError:
+    msg = (
+        f"The embedded Qdrant folder {folder!r} is already opened by another process (or another client in this "
+        "one); embedded Qdrant allows one at a time. Close the other program (e.g. a running `laser index`), use "
+        "another folder (--path), or run a Qdrant server and connect with url=... (--url) for concurrent access."
+    )
+    return StorageLockedError(msg)
+
+
+def _is_lock_error(error: BaseException) -> bool:
+    return isinstance(error, RuntimeError) and "already accessed by another instance" in str(error)
+
+
+def open_client(
+    *,
+    path: str | Path | None = None,
+    location: str | None = None,
+    url: str | None = None,
+    api_key: Secret | None = None,
+    **client_kwargs: Any,
+) -> QdrantClient:
+    """A ``QdrantClient`` for an embedded folder (default ``./laser_qdrant``), ``":memory:"`` or a server.
+
+    Args:
+        path: folder of an embedded Qdrant (created when missing).
+        location: ``":memory:"`` for a throw-away in-memory store.
+        url: a Qdrant server or cluster, e.g. ``"http://localhost:6333"``.
+        api_key: a ``Secret`` from an environment variable, for ``url`` only.
+        **client_kwargs: passed to ``QdrantClient`` (``timeout``, ``prefer_grpc``...).
+
+    Raises:
+        StorageLockedError: the embedded folder is held by another process.
+    """
+    _require("qdrant_client", "qdrant")
+    from qdrant_client import QdrantClient
+
+    params, where = _connection(path, location, url)
+    key = _resolve_api_key(api_key, url)
+    try:
+        return QdrantClient(**params, **({"api_key": key} if key else {}), **client_kwargs)
+    except RuntimeError as e:
+        if _is_lock_error(e):
+            raise _locked_error(params["path"]) from e
+        raise
+
+
+def collection_vector_size(client: QdrantClient, collection: str) -> int | None:
+    """The dense vector size of ``collection``, or None when it does not exist.
+
+    Understands Haystack's layout (one unnamed vector) and LlamaIndex's (one named dense vector).
+    """
+    if not client.collection_exists(collection):
+        return None
+    vectors = client.get_collection(collection).config.params.vectors
+    if isinstance(vectors, dict):
+        sizes = {params.size for params in vectors.values()}
+        return sizes.pop() if len(sizes) == 1 else None
+    return None if vectors is None else int(vectors.size)
+
+
+def check_vector_size(client: QdrantClient, collection: str, dimension: int, where: str = "Qdrant") -> None:
+    """Raise :class:`CollectionDimensionError` if ``collection`` exists with another vector size than ``dimension``."""
+    size = collection_vector_size(client, collection)
+    if size is not None and size != dimension:
+        raise _dimension_error(collection, size, dimension, where)
+
+
+def _dimension_error(collection: str, size: int | str, dimension: int, where: str) -> CollectionDimensionError:
+    msg = (
+        f"Collection {collection!r} in {where} holds vectors of size {size}, but the encoder embeds into "
+        f"{dimension} dimensions. Search it with the model it was indexed with, index into another collection "
+        "(collection=... / --collection), or drop and rebuild this one (recreate=True / --recreate)."
+    )
+    return CollectionDimensionError(msg)
+
+
+def warn_if_large(client: QdrantClient, collection: str, *, embedded: bool) -> int:
+    """Warn when an embedded collection holds more than 20,000 points; returns the point count."""
+    if not client.collection_exists(collection):
+        return 0
+    count = client.count(collection, exact=True).count
+    if embedded and count > EMBEDDED_POINTS_LIMIT:
+        _warn_count(collection, count)
+    return count
+
+
+def open_document_store(
+    *,
+    embedding_dim: int,
+    path: str | Path | None = None,
+    location: str | None = None,
+    url: str | None = None,
+    api_key: Secret | None = None,
+    collection: str = DEFAULT_COLLECTION,
+    recreate: bool = False,
+    shard_number: int | None = None,
+    replication_factor: int | None = None,
+    write_consistency_factor: int | None = None,
+    **store_kwargs: Any,
+) -> QdrantDocumentStore:
+    """A connected Haystack ``QdrantDocumentStore`` (cosine) for LaSER vectors of size ``embedding_dim``.
+
+    Write to it with ``DocumentWriter(store, policy=DuplicatePolicy.OVERWRITE)``: point ids are derived from
+    ``Document.id``, so re-indexing the same documents overwrites them instead of adding duplicates.
+
+    Example:
+        >>> store = open_document_store(location=":memory:", embedding_dim=encoder.dimension)  # doctest: +SKIP
+
+    Args:
+        embedding_dim: the encoder's dimension (``LaSEREncoder.dimension``).
+        path: embedded Qdrant folder (default ``./laser_qdrant``).
+        location: ``":memory:"`` for tests.
+        url: Qdrant server or cluster (the scale-out path).
+        api_key: ``Secret.from_env_var("QDRANT_API_KEY")`` for a server that needs one.
+        collection: collection (Haystack "index") name.
+        recreate: drop and recreate the collection (all its points are lost).
+        shard_number: shards of a new collection (server/cluster only; embedded Qdrant ignores it).
+        replication_factor: replicas of each shard (server/cluster only).
+        write_consistency_factor: replicas that must confirm a write (server/cluster only).
+        **store_kwargs: other ``QdrantDocumentStore`` arguments (``hnsw_config``, ``on_disk``, ``write_batch_size``...).
+
+    Raises:
+        CollectionDimensionError: the collection exists with another vector size.
+        StorageLockedError: the embedded folder is held by another process.
+    """
+    _require("haystack_integrations.document_stores.qdrant", "haystack")
+    from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
+
+    params, where = _connection(path, location, url)
+    _resolve_api_key(api_key, url)  # only validates: a plain-string key would be serialized with a pipeline
+    cluster = {
+        name: value
+        for name, value in (
+            ("shard_number", shard_number),
+            ("replication_factor", replication_factor),
+            ("write_consistency_factor", write_consistency_factor),
+        )
+        if value is not None
+    }
+    if "path" in params:
+        Path(params["path"]).mkdir(parents=True, exist_ok=True)
+    store = QdrantDocumentStore(
+        **params,
+        api_key=api_key if url is not None else None,
+        index=collection,
+        embedding_dim=embedding_dim,
+        similarity="cosine",
+        recreate_index=recreate,
+        **cluster,
+        **store_kwargs,
+    )
+    # The store connects lazily; connect now so a locked folder or a wrong-sized collection fails here,
+    # before any document is embedded or written.
+    try:
+        count = store.count_documents()
+    except RuntimeError as e:
+        if _is_lock_error(e):
+            raise _locked_error(params["path"]) from e
+        raise
+    except ValueError as e:
+        if "vector size" not in str(e):
+            raise
+        store.close()  # release the folder so we can read the collection's actual size
+        with closing(open_client(path=path, location=location, url=url, api_key=api_key)) as client:
+            size = collection_vector_size(client, collection) or "another"
+        raise _dimension_error(collection, size, embedding_dim, where) from e
+    if "path" in params and count > EMBEDDED_POINTS_LIMIT:
+        _warn_count(collection, count)
+    return store
+
+
+def _warn_count(collection: str, count: int) -> None:
+    msg = (
+        f"Collection {collection!r} holds {count:,} points in embedded Qdrant, which searches by brute force "
+        f"and keeps everything in memory; above {EMBEDDED_POINTS_LIMIT:,} points use a Qdrant server or "
+        "cluster (url=... / --url), which indexes with HNSW and scales out with shards and replicas."
+    )
+    warnings.warn(msg, UserWarning, stacklevel=3)
+
+
+def open_vector_store(
+    *,
+    embedding_dim: int,
+    path: str | Path | None = None,
+    location: str | None = None,
+    url: str | None = None,
+    api_key: Secret | None = None,
+    collection: str = DEFAULT_COLLECTION,
+    recreate: bool = False,
+    shard_number: int | None = None,
+    replication_factor: int | None = None,
+    write_consistency_factor: int | None = None,
+    client: QdrantClient | None = None,
+    **store_kwargs: Any,
+) -> QdrantVectorStore:
+    """A LlamaIndex ``QdrantVectorStore`` for LaSER vectors of size ``embedding_dim``.
+
+    LlamaIndex derives point ids from node ids, so re-inserting the same nodes overwrites them. LlamaIndex and
+    Haystack lay out payloads differently: give each framework its own collection.
+
+    Example:
+        >>> store = open_vector_store(path="laser_qdrant", collection="notes", embedding_dim=embed_model.dimension)  # doctest: +SKIP
+        >>> index = VectorStoreIndex.from_documents(docs, storage_context=StorageContext.from_defaults(vector_store=store))  # doctest: +SKIP
+
+    Args:
+        embedding_dim: the encoder's dimension (``LaSEREmbedding.dimension``).
+        path, location, url, api_key: where Qdrant is, as in :func:`open_client`.
+        collection: collection name.
+        recreate: drop the collection first (all its points are lost).
+        shard_number, replication_factor, write_consistency_factor: for a new collection on a server/cluster.
+        client: an already open ``QdrantClient`` (then path/location/url are not used).
+        **store_kwargs: other ``QdrantVectorStore`` arguments.
+
+    Raises:
+        CollectionDimensionError: the collection exists with another vector size.
+        StorageLockedError: the embedded folder is held by another process.
+    """
+    _require("llama_index.vector_stores.qdrant", "llama-index")
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
+
+    if client is None:
+        _, where = _connection(path, location, url)
+        client = open_client(path=path, location=location, url=url, api_key=api_key)
+        embedded = url is None
+    else:
+        where, embedded = "the given Qdrant client", False
+    if recreate and client.collection_exists(collection):
+        client.delete_collection(collection)
+    check_vector_size(client, collection, embedding_dim, where)
+    if embedded and location is None:
+        warn_if_large(client, collection, embedded=True)
+    return QdrantVectorStore(
+        collection_name=collection,
+        client=client,
+        shard_number=shard_number,
+        replication_factor=replication_factor,
+        write_consistency_factor=write_consistency_factor,
+        **store_kwargs,
+    )
