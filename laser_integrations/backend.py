@@ -12,7 +12,10 @@ import json
 import threading
 from typing import Any
 
+import torch
+
 from .encoder import LaSEREncoder
+from .loading import resolve_device
 
 _ENCODERS: dict[str, LaSEREncoder] = {}
 _LOCK = threading.Lock()
@@ -51,7 +54,7 @@ def get_encoder(
     """
     params = {
         "model": str(model),
-        "device": device,
+        "device": _canonical_device(device),
         "token_sha256": hashlib.sha256(token.encode()).hexdigest() if token else None,
         "trust_remote_code": trust_remote_code,
         "local_files_only": local_files_only,
@@ -74,7 +77,7 @@ def get_encoder(
             dtype = dtype if dtype is not None else old_dtype
             encoder = LaSEREncoder.from_pretrained(
                 model,
-                device=device,
+                device=params["device"],
                 dtype=dtype,
                 token=token,
                 trust_remote_code=trust_remote_code,
@@ -86,6 +89,14 @@ def get_encoder(
             )
             _ENCODERS[key] = encoder
     return encoder
+
+
+def _canonical_device(device: str | None) -> str:
+    """One spelling per device ("cuda" and "cuda:0", None and "cpu" on a CPU-only machine), for the cache key."""
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and resolved.index is None:
+        resolved = torch.device("cuda", torch.cuda.current_device())
+    return str(resolved)
 
 
 def clear_encoder_cache() -> None:

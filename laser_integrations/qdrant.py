@@ -165,8 +165,8 @@ def warn_if_large(client: QdrantClient, collection: str, *, embedded: bool) -> i
     if not client.collection_exists(collection):
         return 0
     count = client.count(collection, exact=True).count
-    if embedded and count > EMBEDDED_POINTS_LIMIT:
-        _warn_count(collection, count)
+    if embedded:
+        warn_large_collection(collection, count)
     return count
 
 
@@ -250,12 +250,15 @@ def open_document_store(
         with closing(open_client(path=path, location=location, url=url, api_key=api_key)) as client:
             size = collection_vector_size(client, collection) or "another"
         raise _dimension_error(collection, size, embedding_dim, where) from e
-    if "path" in params and count > EMBEDDED_POINTS_LIMIT:
-        _warn_count(collection, count)
+    if "path" in params:
+        warn_large_collection(collection, count)
     return store
 
 
-def _warn_count(collection: str, count: int) -> None:
+def warn_large_collection(collection: str, count: int) -> None:
+    """Warn that an embedded collection of ``count`` points is past 20,000 and should move to a server."""
+    if count <= EMBEDDED_POINTS_LIMIT:
+        return
     msg = (
         f"Collection {collection!r} holds {count:,} points in embedded Qdrant, which searches by brute force "
         f"and keeps everything in memory; above {EMBEDDED_POINTS_LIMIT:,} points use a Qdrant server or "
@@ -315,6 +318,9 @@ def open_vector_store(
     check_vector_size(client, collection, embedding_dim, where)
     if embedded and location is None:
         warn_if_large(client, collection, embedded=True)
+    if embedded:
+        # Payload indexes do nothing in embedded Qdrant (qdrant-client warns on each); servers keep them.
+        store_kwargs.setdefault("index_doc_id", False)
     return QdrantVectorStore(
         collection_name=collection,
         client=client,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -182,18 +183,9 @@ class LaSERRetriever:
         self, query: str, filters: dict[str, Any] | None = None, top_k: int | None = None
     ) -> dict[str, Any]:
         """Asynchronously embed `query` and search; same parameters and output as :meth:`run`."""
-        if not isinstance(query, str):
-            msg = (
-                f"LaSERRetriever expects the query as a string, got {type(query).__name__}. "
-                "To embed and index Documents, use LaSERDocumentEmbedder and a DocumentWriter."
-            )
-            raise TypeError(msg)
-        if self._embedder.encoder is None:
-            import asyncio
-
-            await asyncio.to_thread(self.warm_up)
-        embedding = (await self._embedder.run_async(query))["embedding"]
-        return await self._retriever.run_async(query_embedding=embedding, filters=filters, top_k=top_k)
+        # The search runs through the synchronous client in a worker thread: an embedded or in-memory Qdrant is
+        # one per process and the store's separate async client would open a second, empty or locked, copy.
+        return await asyncio.to_thread(self.run, query, filters, top_k)
 
     def close(self) -> None:
         """Release the document store's connection."""

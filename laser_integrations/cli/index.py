@@ -1,0 +1,168 @@
+"""``laser index CORPUS``: embed a JSONL corpus or a BEIR folder into Qdrant, resumably.
+
+Documents whose ids are already in the collection are skipped, and documents are written in chunks, so a run
+that was stopped keeps what it wrote and the next run picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ._qdrant_args import add_model_arguments, add_store_arguments, embedder_kwargs, store_kwargs, where
+
+ID_KEYS = ("_id", "id", "doc_id", "docid")
+TEXT_KEYS = ("text", "contents", "content")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "index",
+        help="embed a corpus (JSONL or BEIR folder) into Qdrant, resumably",
+        description=__doc__.splitlines()[0],
+        epilog="CORPUS lines look like {\"_id\": \"d1\", \"title\": \"...\", \"text\": \"...\"} (BEIR's corpus.jsonl).",
+    )
+    parser.add_argument("corpus", type=Path, metavar="CORPUS", help="a .jsonl file, or a BEIR folder holding corpus.jsonl")
+    add_model_arguments(parser)
+    add_store_arguments(parser)
+    parser.add_argument("--chunk-size", type=int, default=256, help="documents embedded and written per step (default: %(default)s)")
+    parser.add_argument("--recreate", action="store_true", help="drop the collection first and index everything again")
+    parser.add_argument("--no-title", action="store_true", help="embed the text only, not 'title' + text")
+    cluster = parser.add_argument_group("server/cluster collection settings (ignored by embedded Qdrant)")
+    cluster.add_argument("--shard-number", type=int, default=None)
+    cluster.add_argument("--replication-factor", type=int, default=None)
+    cluster.add_argument("--write-consistency-factor", type=int, default=None)
+    parser.set_defaults(command="index")
+    return parser
+
+
+def corpus_file(corpus: Path) -> Path:
+    """The JSONL file of ``corpus`` (itself, or ``corpus.jsonl`` in a BEIR folder)."""
+    if corpus.is_dir():
+        path = corpus / "corpus.jsonl"
+        if not path.is_file():
+            msg = f"{str(corpus)!r} is a folder without corpus.jsonl; give a JSONL file or a BEIR dataset folder."
+            raise FileNotFoundError(msg)
+        return path
+    if not corpus.is_file():
+        msg = f"Corpus {str(corpus)!r} not found; give a JSONL file or a BEIR dataset folder."
+        raise FileNotFoundError(msg)
+    return corpus
+
+
+def read_corpus(path: Path) -> Iterator[dict[str, Any]]:
+    """Yield ``{"id", "text", "title"}`` per line of a JSONL corpus; a bad line is an error naming it."""
+    seen: set[str] = set()
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                msg = f"{path}:{number} is not valid JSON: {e}"
+                raise ValueError(msg) from e
+            if not isinstance(record, dict):
+                msg = f"{path}:{number} must be a JSON object, got {type(record).__name__}."
+                raise ValueError(msg)
+            doc_id = next((record[k] for k in ID_KEYS if record.get(k) not in (None, "")), None)
+            text = next((record[k] for k in TEXT_KEYS if k in record), None)
+            if doc_id is None:
+                msg = f"{path}:{number} has no document id; give one of the keys {list(ID_KEYS)}."
+                raise ValueError(msg)
+            if text is None and not record.get("title"):
+                msg = f"{path}:{number} (id {doc_id!r}) has no text; give one of the keys {list(TEXT_KEYS)} or 'title'."
+                raise ValueError(msg)
+            doc_id = str(doc_id)
+            if doc_id in seen:
+                msg = f"{path}:{number} repeats the document id {doc_id!r}; ids must be unique (each is one point)."
+                raise ValueError(msg)
+            seen.add(doc_id)
+            yield {"id": doc_id, "text": str(text or ""), "title": str(record.get("title") or "")}
+
+
+def validate_corpus(path: Path) -> int:
+    """Read the whole corpus once and return its size, so a bad line fails before anything is written."""
+    return sum(1 for _ in read_corpus(path))
+
+
+def _chunks(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def run(args: argparse.Namespace) -> int:
+    from haystack import Document
+    from haystack.document_stores.types import DuplicatePolicy
+    from tqdm.auto import tqdm
+
+    from haystack_integrations.components.embedders.laser import LaSERDocumentEmbedder
+
+    from ..qdrant import CollectionDimensionError, StorageLockedError, open_document_store, warn_large_collection
+
+    if args.chunk_size < 1 or args.batch_size < 1:
+        print("laser index: --chunk-size and --batch-size must be positive integers.", file=sys.stderr)
+        return 2
+    try:
+        path = corpus_file(args.corpus)
+        total = validate_corpus(path)
+        embedder = LaSERDocumentEmbedder(
+            **embedder_kwargs(args),
+            batch_size=args.batch_size,
+            progress_bar=False,
+            meta_fields_to_embed=[] if args.no_title else ["title"],
+        )
+        embedder.warm_up()
+        store = open_document_store(
+            embedding_dim=embedder.encoder.dimension,  # type: ignore[union-attr]
+            recreate=args.recreate,
+            shard_number=args.shard_number,
+            replication_factor=args.replication_factor,
+            write_consistency_factor=args.write_consistency_factor,
+            progress_bar=False,
+            **store_kwargs(args),
+        )
+    except (FileNotFoundError, CollectionDimensionError, StorageLockedError, ValueError) as e:
+        print(f"laser index: {e}", file=sys.stderr)
+        return 1
+
+    written = skipped = 0
+    try:
+        with tqdm(total=total, desc=f"Indexing into {args.collection!r}", unit="doc") as bar:
+            for chunk in _chunks(read_corpus(path), args.chunk_size):
+                # Resumable: ids already in the collection were embedded by an earlier (maybe stopped) run.
+                present = {doc.id for doc in store.get_documents_by_id([r["id"] for r in chunk])}
+                todo = [
+                    Document(id=r["id"], content=r["text"], meta={"title": r["title"]} if r["title"] else {})
+                    for r in chunk
+                    if r["id"] not in present
+                ]
+                if todo:
+                    embedded = embedder.run(todo)["documents"]
+                    # OVERWRITE upserts by point id (uuid5 of the document id): never a duplicate point.
+                    store.write_documents(embedded, policy=DuplicatePolicy.OVERWRITE)
+                written += len(todo)
+                skipped += len(chunk) - len(todo)
+                bar.update(len(chunk))
+                bar.set_postfix(new=written, skipped=skipped)
+        count = store.count_documents()
+    finally:
+        store.close()  # release the embedded folder even when interrupted; what was written stays
+    print(
+        f"Indexed {written} new documents ({skipped} already present) into collection {args.collection!r} "
+        f"in {where(args)}; it holds {count} documents."
+    )
+    if not args.url:
+        warn_large_collection(args.collection, count)
+    return 0
+

@@ -1,0 +1,72 @@
+"""``laser search "question"``: embed a question with LaSER and print the best hits of an indexed collection."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ._qdrant_args import add_model_arguments, add_store_arguments, embedder_kwargs, store_kwargs, where
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "search",
+        help="search an indexed collection and print the top hits",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument("query", metavar="QUESTION", help="the question or search text")
+    add_model_arguments(parser)
+    add_store_arguments(parser)
+    parser.add_argument("--top-k", type=int, default=10, help="number of hits (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per hit instead of a table")
+    parser.set_defaults(command="search")
+    return parser
+
+
+def _snippet(text: str, width: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def run(args: argparse.Namespace) -> int:
+    from haystack_integrations.components.embedders.laser import LaSERTextEmbedder
+    from haystack_integrations.components.retrievers.laser import LaSERRetriever
+
+    from ..qdrant import CollectionDimensionError, StorageLockedError, open_document_store
+
+    if args.top_k < 1:
+        print(f"laser search: --top-k must be a positive integer, got {args.top_k}.", file=sys.stderr)
+        return 2
+    try:
+        # Load the model first: its dimension is what the collection must hold (the retriever reuses this load).
+        embedder = LaSERTextEmbedder(**embedder_kwargs(args), progress_bar=False)
+        embedder.warm_up()
+        store = open_document_store(
+            embedding_dim=embedder.encoder.dimension,  # type: ignore[union-attr]
+            progress_bar=False,
+            **store_kwargs(args),
+        )
+    except (FileNotFoundError, CollectionDimensionError, StorageLockedError, ValueError) as e:
+        print(f"laser search: {e}", file=sys.stderr)
+        return 1
+    try:
+        if store.count_documents() == 0:
+            print(
+                f"laser search: collection {args.collection!r} in {where(args)} is empty; "
+                "index a corpus first with `laser index CORPUS`.",
+                file=sys.stderr,
+            )
+            return 1
+        retriever = LaSERRetriever(document_store=store, **embedder_kwargs(args), top_k=args.top_k)
+        documents = retriever.run(args.query)["documents"]
+    finally:
+        store.close()
+    for rank, doc in enumerate(documents, start=1):
+        title = doc.meta.get("title", "")
+        if args.json:
+            print(json.dumps({"rank": rank, "score": doc.score, "id": doc.id, "title": title, "text": doc.content}))
+        else:
+            head = f"{title}: " if title else ""
+            print(f"{rank:>3}. {doc.score:.4f}  {doc.id}  {_snippet(head + (doc.content or ''))}")
+    return 0

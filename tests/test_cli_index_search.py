@@ -1,0 +1,121 @@
+"""`laser index` and `laser search` end to end on a small JSONL corpus, including resumed runs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from laser_integrations.cli.main import main
+from haystack_integrations.components.embedders.laser.backend import LaSEREmbedderBase
+from laser_integrations.qdrant import open_document_store
+
+CORPUS = [
+    {"_id": "primes", "title": "Primes", "text": "the prime numbers are divisible only by one and themselves"},
+    {"_id": "kraft", "title": "", "text": "a prefix code satisfies the kraft inequality"},
+    {"_id": "entropy", "text": "entropy measures the average information of a random variable"},
+    {"_id": "product", "text": "the derivative of a product follows the product rule"},
+    {"_id": "bayes", "text": "bayes theorem updates a prior with a likelihood"},
+]
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def common(symmetric_encoder_dir, tmp_path):
+    return ["--model", str(symmetric_encoder_dir), "--path", str(tmp_path / "qdrant"), "--collection", "docs"]
+
+
+def stored_ids(tmp_path) -> list[str]:
+    store = open_document_store(path=tmp_path / "qdrant", collection="docs", embedding_dim=64)
+    try:
+        return sorted(d.id for d in store.filter_documents())
+    finally:
+        store.close()
+
+
+def test_index_then_search_prints_hits_with_scores(common, tmp_path, capsys):
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", CORPUS)
+    assert main(["index", str(corpus), *common, "--chunk-size", "2"]) == 0
+    assert "Indexed 5 new documents (0 already present)" in capsys.readouterr().out
+    assert main(["search", CORPUS[2]["text"], *common, "--top-k", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    rank, score, doc_id = lines[0].split()[:3]
+    assert (rank, doc_id) == ("1.", "entropy")
+    assert float(score) == pytest.approx(1.0, abs=1e-3)
+    assert main(["search", "Primes\nthe prime numbers are divisible only by one and themselves", *common, "--json", "--top-k", "1"]) == 0
+    hit = json.loads(capsys.readouterr().out)
+    assert (hit["id"], hit["title"]) == ("primes", "Primes")  # the title was embedded with the text
+
+
+def test_resumed_run_skips_what_is_already_indexed(common, tmp_path, capsys):
+    write_jsonl(tmp_path / "part.jsonl", CORPUS[:3])
+    assert main(["index", str(tmp_path / "part.jsonl"), *common]) == 0
+    capsys.readouterr()
+    beir = tmp_path / "beir"
+    beir.mkdir()
+    write_jsonl(beir / "corpus.jsonl", CORPUS)
+    assert main(["index", str(beir), *common]) == 0
+    assert "Indexed 2 new documents (3 already present)" in capsys.readouterr().out
+    assert stored_ids(tmp_path) == sorted(r["_id"] for r in CORPUS)
+
+
+def test_a_killed_run_keeps_its_chunks_and_the_next_run_finishes(common, tmp_path, monkeypatch, capsys):
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", CORPUS)
+    real_embed = LaSEREmbedderBase._embed
+    calls = []
+
+    def dies_on_second_chunk(self, texts, kind):
+        calls.append(len(texts))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_embed(self, texts, kind)
+
+    monkeypatch.setattr(LaSEREmbedderBase, "_embed", dies_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        main(["index", str(corpus), *common, "--chunk-size", "2"])
+    monkeypatch.setattr(LaSEREmbedderBase, "_embed", real_embed)
+    assert stored_ids(tmp_path) == ["kraft", "primes"]  # the first chunk was written, and the folder released
+    assert main(["index", str(corpus), *common, "--chunk-size", "2"]) == 0
+    assert "Indexed 3 new documents (2 already present)" in capsys.readouterr().out
+    assert len(stored_ids(tmp_path)) == 5
+
+
+@pytest.mark.parametrize(
+    ("lines", "match"),
+    [
+        (['{"_id": "a", "text": "ok"}', "not json"], r"corpus.jsonl:2 is not valid JSON"),
+        (['{"text": "no id"}'], r"corpus.jsonl:1 has no document id; give one of the keys \['_id'"),
+        (['{"_id": "a", "text": "x"}', '{"_id": "a", "text": "y"}'], r"corpus.jsonl:2 repeats the document id 'a'"),
+        (['{"_id": "a"}'], r"corpus.jsonl:1 \(id 'a'\) has no text"),
+    ],
+)
+def test_bad_corpus_fails_before_anything_is_written(common, tmp_path, capsys, lines, match):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["index", str(corpus), *common]) == 1
+    assert stored_ids(tmp_path) == []
+    assert re.search(match, capsys.readouterr().err)
+
+
+def test_missing_corpus_and_empty_collection(common, tmp_path, capsys):
+    assert main(["index", str(tmp_path / "nope.jsonl"), *common]) == 1
+    assert "Corpus" in capsys.readouterr().err
+    assert main(["search", "anything", *common]) == 1
+    assert "is empty; index a corpus first with `laser index CORPUS`" in capsys.readouterr().err
+
+
+def test_locked_folder_is_reported(common, tmp_path, capsys):
+    from laser_integrations.qdrant import open_client
+
+    holder = open_client(path=tmp_path / "qdrant")
+    try:
+        assert main(["search", "anything", *common]) == 1
+    finally:
+        holder.close()
+    assert "is already opened by another process" in capsys.readouterr().err

@@ -1,0 +1,107 @@
+"""The Qdrant openers: modes, the vector-size check, overwrite-not-duplicate, the lock error, the size warning."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from haystack import Document
+from haystack.document_stores.types import DuplicatePolicy
+from haystack.utils import Secret
+from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
+
+from laser_integrations import qdrant
+from laser_integrations.qdrant import (
+    CollectionDimensionError,
+    StorageLockedError,
+    open_client,
+    open_document_store,
+    open_vector_store,
+)
+
+
+def docs(n: int, dim: int = 4) -> list[Document]:
+    return [Document(id=f"d{i}", content=f"text {i}", embedding=[1.0, float(i), 0.5, 0.0][:dim]) for i in range(n)]
+
+
+def test_default_is_an_embedded_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = open_document_store(embedding_dim=4)
+    assert (store.path, store.index, store.embedding_dim, store.similarity) == ("laser_qdrant", "laser", 4, "cosine")
+    assert (tmp_path / "laser_qdrant").is_dir()
+    store.close()
+
+
+def test_reindexing_overwrites_and_persists(tmp_path):
+    store = open_document_store(path=tmp_path / "q", collection="c", embedding_dim=4)
+    store.write_documents(docs(3), policy=DuplicatePolicy.OVERWRITE)
+    store.write_documents(docs(3), policy=DuplicatePolicy.OVERWRITE)
+    assert store.count_documents() == 3
+    store.close()
+    reopened = open_document_store(path=tmp_path / "q", collection="c", embedding_dim=4)
+    assert sorted(d.id for d in reopened.filter_documents()) == ["d0", "d1", "d2"]
+    reopened.close()
+
+
+def test_wrong_vector_size_names_both_sizes_and_the_fix(tmp_path):
+    store = open_document_store(path=tmp_path / "q", collection="c", embedding_dim=4)
+    store.write_documents(docs(2))
+    store.close()
+    with pytest.raises(CollectionDimensionError, match=r"'c' in embedded Qdrant folder .* size 4, but the encoder embeds into 8 dimensions.*recreate=True"):
+        open_document_store(path=tmp_path / "q", collection="c", embedding_dim=8)
+    # the failed open released the folder, and recreate=True rebuilds the collection at the new size
+    rebuilt = open_document_store(path=tmp_path / "q", collection="c", embedding_dim=8, recreate=True)
+    assert (rebuilt.count_documents(), rebuilt.embedding_dim) == (0, 8)
+    rebuilt.close()
+
+
+def test_a_folder_held_by_another_client_gets_a_clear_error(tmp_path):
+    holder = open_client(path=tmp_path / "q")
+    try:
+        with pytest.raises(StorageLockedError, match=r"folder .*q' is already opened by another process.*url="):
+            open_document_store(path=tmp_path / "q", embedding_dim=4)
+        with pytest.raises(StorageLockedError, match="already opened by another process"):
+            open_vector_store(path=tmp_path / "q", embedding_dim=4)
+    finally:
+        holder.close()
+
+
+def test_warns_past_the_embedded_limit_pointing_at_server_mode(tmp_path, monkeypatch):
+    monkeypatch.setattr(qdrant, "EMBEDDED_POINTS_LIMIT", 2)
+    store = open_document_store(path=tmp_path / "q", embedding_dim=4)
+    store.write_documents(docs(3))
+    store.close()
+    with pytest.warns(UserWarning, match=r"holds 3 points in embedded Qdrant.*Qdrant server or cluster \(url="):
+        open_document_store(path=tmp_path / "q", embedding_dim=4).close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        open_document_store(location=":memory:", embedding_dim=4)  # in memory: no warning
+
+
+def test_server_mode_passes_cluster_settings_through(monkeypatch):
+    # No Qdrant server runs here: stop at the connection and check what the store was given.
+    monkeypatch.setattr(QdrantDocumentStore, "count_documents", lambda self: 0)
+    monkeypatch.setenv("QDRANT_API_KEY", "secret-key")
+    store = open_document_store(
+        url="http://qdrant.example:6333", api_key=Secret.from_env_var("QDRANT_API_KEY"), embedding_dim=4,
+        shard_number=6, replication_factor=2, write_consistency_factor=2,
+    )  # fmt: skip
+    assert (store.url, store.shard_number, store.replication_factor, store.write_consistency_factor) == (
+        "http://qdrant.example:6333", 6, 2, 2,
+    )  # fmt: skip
+    assert "secret-key" not in str(store.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"path": "a", "url": "http://x"}, ValueError, "Give one of path, location and url, not path and url"),
+        ({"location": "somewhere"}, ValueError, "location must be ':memory:'"),
+        ({"url": "http://x", "api_key": "plain"}, TypeError, "Secret from an environment variable"),
+    ],
+)
+def test_bad_connection_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        open_client(**kwargs)
+    with pytest.raises(error, match=match):
+        open_document_store(embedding_dim=4, **kwargs)
