@@ -1,0 +1,113 @@
+"""``laser eval`` end to end on a tiny model, the K sweep's encoding, and memory vs Qdrant search."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from laser_integrations import LaSEREncoder
+from laser_integrations.cli.main import main
+from laser_integrations.evaluation.data import load_beir
+from laser_integrations.evaluation.run import evaluate
+
+DOCS = {
+    "prime": "the prime numbers are divisible only by one and themselves",
+    "kraft": "a prefix code satisfies the kraft inequality on codeword lengths",
+    "entropy": "entropy measures the average information of a random variable",
+    "product": "the derivative of a product follows the product rule",
+    "relativity": "special relativity dilates time for a moving clock",
+    "bayes": "bayes theorem updates a prior with a likelihood",
+}
+QUERIES = {
+    "q1": ("which numbers have no divisors but one and themselves", "prime", "Primes have exactly two divisors."),
+    "q2": ("how fast does a moving clock tick", "relativity", None),
+    "q3": ("update a belief after seeing evidence", "bayes", "Bayes theorem combines prior and likelihood."),
+    "q4": ("differentiate f times g", "product", None),
+}
+
+
+@pytest.fixture
+def beir_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "tinyqa"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in DOCS.items()))
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": k, "text": v[0]}) + "\n" for k, v in QUERIES.items()))
+    (folder / "reasoning.jsonl").write_text("".join(json.dumps({"_id": k, "reasoning": v[2]}) + "\n" for k, v in QUERIES.items() if v[2]))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{k}\t{v[1]}\t1\n" for k, v in QUERIES.items()))
+    return folder
+
+
+def test_laser_eval_end_to_end(encoder_dir: Path, beir_dir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "out" / "results.json"
+    rc = main([
+        "eval", "--model", str(encoder_dir), "bm25", "--data", str(beir_dir), "--split", "test",
+        "--num-thinking-steps", "1", "3", "--query-mode", "query", "reasoning", "--output", str(out), "--no-progress",
+    ])  # fmt: skip
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "tiny-qwen3 K=1" in printed and "tiny-qwen3 K=3 [reasoning]" in printed and "bm25" in printed
+    assert "2 queries without a rationale were searched with the query text" in printed
+    doc = json.loads(out.read_text())
+    labels = [r["label"] for r in doc["results"]]
+    assert labels == [
+        "tiny-qwen3 K=1", "tiny-qwen3 K=1 [reasoning]", "tiny-qwen3 K=3", "tiny-qwen3 K=3 [reasoning]",
+        "bm25", "bm25 [reasoning]",
+    ]  # fmt: skip
+    for r in doc["results"]:
+        assert set(r["metrics"]) == {"ndcg@10", "recall@10", "recall@100", "mrr@10"}
+        assert set(r["per_query"]["ndcg@10"]) == set(QUERIES)
+        for metric, value in r["metrics"].items():  # the aggregate is the mean of the per-query scores
+            assert value == pytest.approx(np.mean(list(r["per_query"][metric].values())))
+        if r["model"] != "bm25":  # a 6-document corpus: a dense model ranks everything (BM25 drops zero scores)
+            assert r["metrics"]["recall@100"] == 1.0
+        assert r["queries_without_reasoning"] == (2 if r["query_mode"] == "reasoning" else 0)
+    for png in (out.with_suffix(".png"), out.with_name("results_scaling.png")):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_laser_eval_reports_bad_data_and_exits_2(tmp_path: Path, capsys):
+    rc = main(["eval", "--model", "bm25", "--data", str(tmp_path / "missing"), "--no-progress"])
+    assert rc == 2
+    assert f"--data {tmp_path / 'missing'}: no such folder" in capsys.readouterr().err
+
+
+class SpyEncoder:
+    """Wraps an encoder and records the K of every document encoding."""
+
+    def __init__(self, encoder: LaSEREncoder):
+        self.inner, self.config, self.document_ks = encoder, encoder.config, []
+
+    def encode_documents(self, texts, **kwargs):
+        self.document_ks.append(kwargs["num_thinking_steps"])
+        return self.inner.encode_documents(texts, **kwargs)
+
+    def encode_queries(self, texts, **kwargs):
+        return self.inner.encode_queries(texts, **kwargs)
+
+
+def test_k_sweep_encodes_documents_once_per_k(encoder: LaSEREncoder, beir_dir: Path):
+    spy = SpyEncoder(encoder)
+    ds = load_beir(beir_dir, "test")
+    results = evaluate(["spy"], [ds], num_thinking_steps=[1, 2, None], query_modes=["query", "reasoning"], loaded={"spy": spy})
+    # None means the model's own K (3); each K encodes the corpus once, shared by both query modes.
+    assert spy.document_ks == [1, 2, 3]
+    assert [(r.num_thinking_steps, r.query_mode) for r in results] == [
+        (k, m) for k in (1, 2, 3) for m in ("query", "reasoning")
+    ]
+    # Documents really differ by K, so re-encoding them per K matters.
+    k1 = encoder.encode_documents(list(DOCS.values()), num_thinking_steps=1)
+    k3 = encoder.encode_documents(list(DOCS.values()), num_thinking_steps=3)
+    assert not np.allclose(k1, k3, atol=1e-4)
+
+
+def test_memory_and_qdrant_give_the_same_numbers(symmetric_encoder_dir: Path, beir_dir: Path):
+    model = LaSEREncoder.from_pretrained(symmetric_encoder_dir, device="cpu")
+    ds = load_beir(beir_dir, "test")
+    memory = evaluate(["m"], [ds], search="memory", loaded={"m": model}, top_k=3)
+    qdrant = evaluate(["m"], [ds], search="qdrant", loaded={"m": model}, top_k=3)
+    assert memory[0].metrics == pytest.approx(qdrant[0].metrics, abs=1e-9)
+    for metric in memory[0].per_query:
+        assert memory[0].per_query[metric] == pytest.approx(qdrant[0].per_query[metric], abs=1e-9)
