@@ -83,6 +83,7 @@ class LaSEREncoder:
         self.config = config or LaSERConfig()
         self.formatter = Formatter(tokenizer, self.config)
         self.name_or_path: str | None = getattr(causal_lm, "name_or_path", None) or None
+        self.chunk_size = 4096  # texts tokenised at a time
         # Fast tokenizers are not safe to call from several threads at once ("Already borrowed").
         self._tokenizer_lock = threading.Lock()
 
@@ -175,21 +176,27 @@ class LaSEREncoder:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
-        with self._tokenizer_lock:
-            ids, truncated = self.formatter.tokenize(texts, kind, instruction)
+        truncated = 0
+        with tqdm(total=len(texts), desc=f"Embedding {kind}s", unit=kind, disable=not show_progress) as bar:
+            # Tokenise a chunk at a time so a large corpus never holds all its token ids at once.
+            for chunk_start in range(0, len(texts), self.chunk_size):
+                chunk = texts[chunk_start : chunk_start + self.chunk_size]
+                with self._tokenizer_lock:
+                    ids, n_truncated = self.formatter.tokenize(chunk, kind, instruction)
+                truncated += n_truncated
+                # Longest first: similar lengths share a batch (less padding), and a too-large batch fails
+                # at once rather than at the end.
+                order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+                for start in range(0, len(order), batch_size):
+                    rows = order[start : start + batch_size]
+                    out[[chunk_start + i for i in rows]] = self.embed_token_ids([ids[i] for i in rows], k)
+                    bar.update(len(rows))
         if truncated:
             logger.warning(
                 "%d of %d %s were longer than %s_max_length=%d tokens and were truncated (the template is kept).",
                 truncated, len(texts), "queries" if kind == "query" else "documents", kind,
                 self.formatter.max_length(kind),
             )  # fmt: skip
-        # Longest first: similar lengths share a batch (less padding), and a too-large batch fails at once.
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        with tqdm(total=len(texts), desc=f"Embedding {kind}s", unit=kind, disable=not show_progress) as bar:
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                out[rows] = self.embed_token_ids([ids[i] for i in rows], k)
-                bar.update(len(rows))
         return out
 
     @torch.inference_mode()

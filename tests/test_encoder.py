@@ -325,3 +325,10 @@ def test_right_padding_is_refused(encoder: LaSEREncoder) -> None:
     ids = torch.tensor([[5, 6, 7], [5, 6, 0]])
     with pytest.raises(ValueError, match="left padding"):
         latent_think(encoder.model, ids, torch.tensor([[1, 1, 1], [1, 1, 0]]), 3)
+
+
+def test_chunked_tokenisation_gives_the_same_embeddings_in_input_order(encoder: LaSEREncoder) -> None:
+    whole = encoder.encode_documents(TEXTS, batch_size=3)
+    chunked = LaSEREncoder(encoder.model, encoder.tokenizer, encoder.config)
+    chunked.chunk_size = 2
+    np.testing.assert_allclose(chunked.encode_documents(TEXTS, batch_size=3), whole, atol=1e-5)
