@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from llama_index.core.base.embeddings.base import DEFAULT_EMBED_BATCH_SIZE, BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -135,10 +135,10 @@ class LaSEREmbedding(BaseEmbedding):
         """Size of the embeddings (the collection's vector size)."""
         return self._encoder.dimension
 
-    def _encode(self, texts: list[str], kind: str, instruction: str | None) -> list[Embedding]:
+    def _encode(self, texts: list[str], kind: Literal["query", "document"], instruction: str | None) -> list[Embedding]:
         return self._encoder.encode(
             texts,
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             instruction=instruction,
             batch_size=self.embed_batch_size,
             show_progress=self.show_progress_bar,

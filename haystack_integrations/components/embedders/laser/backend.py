@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from haystack import default_from_dict, default_to_dict
 from haystack.utils import ComponentDevice, Secret
@@ -15,6 +15,7 @@ from laser_integrations.config import validate_num_thinking_steps
 from laser_integrations.encoder import LaSEREncoder
 
 DEFAULT_MODEL = "Alibaba-NLP/LaSER-Qwen3-0.6B"
+T = TypeVar("T", bound="LaSEREmbedderBase")
 
 
 def default_token() -> Secret:
@@ -123,7 +124,7 @@ class LaSEREmbedderBase:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]):  # noqa: ANN206 - returns cls
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         """Rebuild a component from :meth:`to_dict`'s output."""
         data = copy.deepcopy(data)
         init_params = data.get("init_parameters", {})

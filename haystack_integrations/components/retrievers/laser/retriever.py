@@ -9,11 +9,13 @@ from typing import Any
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.document_stores.types import FilterPolicy
 from haystack.utils import ComponentDevice, Secret
+from haystack.utils.hf import deserialize_hf_model_kwargs
 from haystack_integrations.components.retrievers.qdrant import QdrantEmbeddingRetriever
 from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
 
 from haystack_integrations.components.embedders.laser import LaSERTextEmbedder
 from haystack_integrations.components.embedders.laser.backend import DEFAULT_MODEL, default_token
+from laser_integrations.encoder import LaSEREncoder
 
 # The text embedder's parameters that the retriever exposes (batch size is moot for one query).
 _EMBEDDER_PARAMETERS = (
@@ -111,7 +113,7 @@ class LaSERRetriever:
         self.document_store = document_store
 
     @property
-    def encoder(self):  # noqa: ANN201 - LaSEREncoder | None
+    def encoder(self) -> LaSEREncoder | None:
         """The shared encoder once warmed up, else None."""
         return self._embedder.encoder
 
@@ -154,8 +156,6 @@ class LaSERRetriever:
         params = data["init_parameters"]
         params["document_store"] = QdrantDocumentStore.from_dict(params["document_store"])
         if params.get("model_kwargs") is not None:
-            from haystack.utils.hf import deserialize_hf_model_kwargs
-
             deserialize_hf_model_kwargs(params["model_kwargs"])
         return default_from_dict(cls, data)
 
