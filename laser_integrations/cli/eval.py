@@ -1,4 +1,4 @@
-"""``laser eval``: score retrievers on a BEIR folder or BRIGHT, print a comparison table, write JSON and charts.
+"""laser eval: score retrievers on a BEIR folder or BRIGHT, print a comparison table, write JSON and charts.
 
 Examples::
 

@@ -8,6 +8,7 @@ extra: ``pip install laser-integrations[baselines]``.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,9 @@ class BM25Baseline:
         if importlib.util.find_spec("bm25s") is None:
             raise _missing("bm25s")
         self.k1, self.b = k1, b
+        bm25s_logger = logging.getLogger("bm25s")
+        if bm25s_logger.level == logging.DEBUG:  # bm25s sets its own logger to DEBUG, which floods the CLI's output
+            bm25s_logger.setLevel(logging.WARNING)
         self._retriever: Any = None
         self._doc_ids: list[str] = []
 

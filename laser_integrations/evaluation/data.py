@@ -238,8 +238,7 @@ def _local_rows(folder: Path, config: str, subset: str) -> tuple[str, Iterable[t
         return str(jsonl), read_jsonl(jsonl)
     parquet = sorted(base.glob(f"{subset}.parquet")) + sorted(base.glob(f"{subset}-*.parquet"))
     if parquet:
-        import datasets
-
+        datasets = _import_datasets()
         table = datasets.load_dataset("parquet", data_files=[str(p) for p in parquet], split="train")
         return str(parquet[0]), enumerate(table, start=1)
     present = sorted({p.name.split(".")[0].split("-")[0] for p in base.glob("*")}) if base.is_dir() else []
@@ -250,9 +249,17 @@ def _local_rows(folder: Path, config: str, subset: str) -> tuple[str, Iterable[t
     raise FileNotFoundError(msg)
 
 
-def _hub_rows(hub_id: str, config: str, subset: str, **load_kwargs: Any) -> tuple[str, Iterable[tuple[int, Mapping[str, Any]]]]:
-    import datasets
+def _import_datasets():
+    try:
+        import datasets
+    except ImportError as e:
+        msg = "BRIGHT loading needs the datasets library; install it with pip: `pip install laser-integrations[eval]`."
+        raise ImportError(msg) from e
+    return datasets
 
+
+def _hub_rows(hub_id: str, config: str, subset: str, **load_kwargs: Any) -> tuple[str, Iterable[tuple[int, Mapping[str, Any]]]]:
+    datasets = _import_datasets()
     try:
         table = datasets.load_dataset(hub_id, config, split=subset, **load_kwargs)
     except Exception as e:  # the hub, the network, or a bad subset name: say which request failed

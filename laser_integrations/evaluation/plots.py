@@ -30,7 +30,7 @@ def bar_chart(results: Sequence[EvalResult], path: str | os.PathLike, metric: st
     groups = datasets + (["average"] if len(datasets) > 1 else [])
     means = averages(results)
     width = 0.8 / len(labels)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(groups) * max(1, len(labels)) ** 0.5 + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.2 * len(groups) * max(1, len(labels)) ** 0.5 + 4), 4))
     for i, label in enumerate(labels):
         heights = [value.get((label, g), float("nan")) if g != "average" else means[label][metric] for g in groups]
         xs = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(groups))]
@@ -40,7 +40,7 @@ def bar_chart(results: Sequence[EvalResult], path: str | os.PathLike, metric: st
     ax.set_ylabel(metric)
     ax.set_ylim(0, max(1e-6, max((h for h in value.values()), default=1.0)) * 1.15)
     ax.set_title(f"{metric} by model")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes: never over a bar
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def scaling_plot(results: Sequence[EvalResult], path: str | os.PathLike, metric:
             flat[name] = means[r.label][metric]
         else:
             curves.setdefault(name, []).append((r.num_thinking_steps, means[r.label][metric]))
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4))
     for name, points in curves.items():
         points.sort()
         ax.plot([k for k, _ in points], [v for _, v in points], marker="o", label=name)
@@ -73,10 +73,11 @@ def scaling_plot(results: Sequence[EvalResult], path: str | os.PathLike, metric:
     if ks:
         ax.set_xticks(ks)
     ax.set_xlabel("thinking steps K at inference")
-    ax.set_ylabel(metric)
+    n_datasets = len({r.dataset for r in results})
+    ax.set_ylabel(metric if n_datasets == 1 else f"{metric} (mean of {n_datasets} datasets)")
     ax.set_title(f"Inference scaling: {metric} vs K")
     if curves:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
