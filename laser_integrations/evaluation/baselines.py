@@ -37,9 +37,11 @@ class BM25Baseline:
     def __init__(self, *, k1: float = 1.5, b: float = 0.75):
         if importlib.util.find_spec("bm25s") is None:
             raise _missing("bm25s")
+        import bm25s  # noqa: F401  (its import sets the "bm25s" logger to DEBUG)
+
         self.k1, self.b = k1, b
         bm25s_logger = logging.getLogger("bm25s")
-        if bm25s_logger.level == logging.DEBUG:  # bm25s sets its own logger to DEBUG, which floods the CLI's output
+        if bm25s_logger.level == logging.DEBUG:  # ...which would print its debug lines through the CLI's handler
             bm25s_logger.setLevel(logging.WARNING)
         self._retriever: Any = None
         self._doc_ids: list[str] = []
