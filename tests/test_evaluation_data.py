@@ -149,3 +149,18 @@ def test_shared_theoremqa_dev_loads(shared: Path):
     assert len(ds.reasoning) == 34  # the README: 34 of dev have a rationale
     assert ds.corpus["kraft-inequality"].startswith("Kraft inequality\nKraft inequality is")
     assert data_module.is_beir_folder(shared / "data" / "theoremqa")
+
+
+def test_reasoning_mode_falls_back_or_skips_and_counts(beir_dir: Path):
+    from laser_integrations.evaluation.run import query_texts
+
+    (beir_dir / "qrels" / "dev.tsv").write_text("q1\ta\t1\nq2\tb\t1\n", encoding="utf-8")
+    ds = load_beir(beir_dir, "dev")
+    assert query_texts(ds, "query") == ({"q1": "one", "q2": "two"}, 0)
+    assert query_texts(ds, "reasoning") == ({"q1": "one", "q2": "because"}, 1)  # q1 has no rationale: its text
+    assert query_texts(ds, "reasoning", "skip") == ({"q2": "because"}, 1)
+    ds.reasoning = {}
+    with pytest.raises(ValueError, match="has no rationale for any of its 2 queries"):
+        query_texts(ds, "reasoning", "skip")
+    with pytest.raises(ValueError, match=r"Invalid query mode 'rationale'. Valid modes are: \['query', 'reasoning'\]"):
+        query_texts(ds, "rationale")
