@@ -33,10 +33,18 @@ QUERIES = {
 def beir_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "tinyqa"
     (folder / "qrels").mkdir(parents=True)
-    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in DOCS.items()))
-    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": k, "text": v[0]}) + "\n" for k, v in QUERIES.items()))
-    (folder / "reasoning.jsonl").write_text("".join(json.dumps({"_id": k, "reasoning": v[2]}) + "\n" for k, v in QUERIES.items() if v[2]))
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{k}\t{v[1]}\t1\n" for k, v in QUERIES.items()))
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in DOCS.items())
+    )
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "text": v[0]}) + "\n" for k, v in QUERIES.items())
+    )
+    (folder / "reasoning.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "reasoning": v[2]}) + "\n" for k, v in QUERIES.items() if v[2])
+    )
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{k}\t{v[1]}\t1\n" for k, v in QUERIES.items())
+    )
     return folder
 
 
@@ -91,7 +99,9 @@ class SpyEncoder:
 def test_k_sweep_encodes_documents_once_per_k(encoder: LaSEREncoder, beir_dir: Path):
     spy = SpyEncoder(encoder)
     ds = load_beir(beir_dir, "test")
-    results = evaluate(["spy"], [ds], num_thinking_steps=[1, 2, None], query_modes=["query", "reasoning"], loaded={"spy": spy})
+    results = evaluate(
+        ["spy"], [ds], num_thinking_steps=[1, 2, None], query_modes=["query", "reasoning"], loaded={"spy": spy}
+    )
     # None means the model's own K (3); each K encodes the corpus once, shared by both query modes.
     assert spy.document_ks == [1, 2, 3]
     assert [(r.num_thinking_steps, r.query_mode) for r in results] == [

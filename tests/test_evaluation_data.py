@@ -14,12 +14,21 @@ from laser_integrations.evaluation.run import evaluate
 QUERY = "how do green plants turn sunlight into stored chemical energy in their leaves"
 EXAMPLES = [
     # BRIGHT lists near-copies of the question as excluded_ids: BM25 ranks "dup" first, it must not count.
-    {"id": "0", "query": QUERY, "gold_ids": ["photo"], "excluded_ids": ["dup"], "reasoning": "Photosynthesis in chloroplasts."},
+    {
+        "id": "0",
+        "query": QUERY,
+        "gold_ids": ["photo"],
+        "excluded_ids": ["dup"],
+        "reasoning": "Photosynthesis in chloroplasts.",
+    },
     {"id": "1", "query": "why does ice float on liquid water", "gold_ids": ["ice"], "excluded_ids": ["N/A"]},
 ]
 DOCUMENTS = [
     {"id": "dup", "content": QUERY + " asked again"},
-    {"id": "photo", "content": "Plants use sunlight in chloroplasts of green leaves to turn water and carbon dioxide into sugar, storing chemical energy."},
+    {
+        "id": "photo",
+        "content": "Plants use sunlight in chloroplasts of green leaves to turn water and carbon dioxide into sugar, storing chemical energy.",
+    },
     {"id": "ice", "content": "Ice is less dense than liquid water, so ice floats."},
     {"id": "rock", "content": "Granite is an igneous rock rich in quartz and feldspar."},
 ]
@@ -45,7 +54,11 @@ def test_bright_folder_loads_with_exclusions_and_instruction(bright_dir: Path):
     assert ds.qrels == {"0": {"photo": 1}, "1": {"ice": 1}}
     assert ds.excluded == {"0": {"dup"}}  # "N/A" means nothing to exclude
     assert ds.reasoning == {"0": "Photosynthesis in chloroplasts."}
-    assert ds.instruction == BRIGHT_INSTRUCTIONS["biology"] == "Given a biology post, retrieve relevant passages that help answer the post"
+    assert (
+        ds.instruction
+        == BRIGHT_INSTRUCTIONS["biology"]
+        == "Given a biology post, retrieve relevant passages that help answer the post"
+    )
     assert len(BRIGHT_INSTRUCTIONS) == 12
 
 
@@ -108,7 +121,10 @@ def test_bright_parquet_snapshot_layout(tmp_path: Path):
 
 @pytest.fixture
 def beir_dir(tmp_path: Path) -> Path:
-    write_jsonl(tmp_path / "corpus.jsonl", [{"_id": "a", "title": "Alpha", "text": "first"}, {"_id": "b", "title": "", "text": "second"}])
+    write_jsonl(
+        tmp_path / "corpus.jsonl",
+        [{"_id": "a", "title": "Alpha", "text": "first"}, {"_id": "b", "title": "", "text": "second"}],
+    )
     write_jsonl(tmp_path / "queries.jsonl", [{"_id": "q1", "text": "one"}, {"_id": "q2", "text": "two"}])
     write_jsonl(tmp_path / "reasoning.jsonl", [{"_id": "q2", "reasoning": "because"}])
     (tmp_path / "qrels").mkdir()

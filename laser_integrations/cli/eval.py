@@ -47,19 +47,47 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         epilog=LAYOUTS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", nargs="+", action="extend", required=True, metavar="M", help="one or more models (see below)")
+    p.add_argument(
+        "--model", nargs="+", action="extend", required=True, metavar="M", help="one or more models (see below)"
+    )
     p.add_argument("--data", required=True, help="BEIR folder, BRIGHT folder, or BRIGHT hub id (xlangai/BRIGHT)")
     p.add_argument("--split", default="test", help="BEIR qrels split, e.g. dev (default: %(default)s)")
-    p.add_argument("--format", dest="data_format", choices=DATA_FORMATS, default="auto", help="data layout (default: %(default)s)")
+    p.add_argument(
+        "--format", dest="data_format", choices=DATA_FORMATS, default="auto", help="data layout (default: %(default)s)"
+    )
     p.add_argument("--subsets", nargs="+", metavar="S", help="BRIGHT subsets (default: all present)")
     p.add_argument("--long-documents", action="store_true", help="BRIGHT: rank long_documents against gold_ids_long")
     p.add_argument("--instruction", help="query instruction for every dataset (default: the dataset's or the model's)")
-    p.add_argument("--query-mode", nargs="+", choices=QUERY_MODES, default=["query"], help="query text, or the rationale as the query (rewrite-then-retrieve upper bound); several allowed")
-    p.add_argument("--missing-reasoning", choices=("fallback", "skip"), default="fallback", help="reasoning mode, query without rationale: use its text (fallback) or leave it out (skip); counted either way")
-    p.add_argument("--num-thinking-steps", nargs="+", type=int, metavar="K", help="K for LaSER models; several values draw the inference-scaling curve")
-    p.add_argument("--search", choices=SEARCH_BACKENDS, default="memory", help="exact search in numpy or through Qdrant (same numbers)")
+    p.add_argument(
+        "--query-mode",
+        nargs="+",
+        choices=QUERY_MODES,
+        default=["query"],
+        help="query text, or the rationale as the query (rewrite-then-retrieve upper bound); several allowed",
+    )
+    p.add_argument(
+        "--missing-reasoning",
+        choices=("fallback", "skip"),
+        default="fallback",
+        help="reasoning mode, query without rationale: use its text (fallback) or leave it out (skip); counted either way",
+    )
+    p.add_argument(
+        "--num-thinking-steps",
+        nargs="+",
+        type=int,
+        metavar="K",
+        help="K for LaSER models; several values draw the inference-scaling curve",
+    )
+    p.add_argument(
+        "--search",
+        choices=SEARCH_BACKENDS,
+        default="memory",
+        help="exact search in numpy or through Qdrant (same numbers)",
+    )
     p.add_argument("--top-k", type=int, default=100, help="ranking depth (default: %(default)s)")
-    p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), help="ranx metric names (default: %(default)s)")
+    p.add_argument(
+        "--metrics", nargs="+", default=list(DEFAULT_METRICS), help="ranx metric names (default: %(default)s)"
+    )
     p.add_argument("--max-queries", type=int, help="only the first N queries of each dataset (a quick look)")
     p.add_argument("--batch-size", type=int, default=8, help="encoding batch size (default: %(default)s)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
@@ -88,10 +116,16 @@ def run(args: argparse.Namespace) -> int:
 
     for name in ("top_k", "batch_size"):
         if getattr(args, name) < 1:
-            print(f"laser eval: error: --{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}.", file=sys.stderr)
+            print(
+                f"laser eval: error: --{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}.",
+                file=sys.stderr,
+            )
             return 2
     if args.num_thinking_steps and min(args.num_thinking_steps) < 1:
-        print(f"laser eval: error: --num-thinking-steps must be >= 1 (1 is last-token pooling), got {args.num_thinking_steps}.", file=sys.stderr)
+        print(
+            f"laser eval: error: --num-thinking-steps must be >= 1 (1 is last-token pooling), got {args.num_thinking_steps}.",
+            file=sys.stderr,
+        )
         return 2
     start = time.perf_counter()
     try:
@@ -112,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
     for r in results:
         if r.queries_without_reasoning:
             verb = "left out" if args.missing_reasoning == "skip" else "searched with the query text"
-            print(f"note: {r.label} on {r.dataset}: {r.queries_without_reasoning} queries without a rationale were {verb}.")
+            print(
+                f"note: {r.label} on {r.dataset}: {r.queries_without_reasoning} queries without a rationale were {verb}."
+            )
     print(f"wall time: {wall:.1f} s", file=sys.stderr)
 
     metric = args.metrics[0]

@@ -51,7 +51,9 @@ class BM25Baseline:
 
         self._doc_ids = list(doc_ids)
         self._retriever = bm25s.BM25(k1=self.k1, b=self.b)
-        self._retriever.index(bm25s.tokenize(list(texts), stopwords="en", show_progress=show_progress), show_progress=show_progress)
+        self._retriever.index(
+            bm25s.tokenize(list(texts), stopwords="en", show_progress=show_progress), show_progress=show_progress
+        )
 
     def search(self, queries: Sequence[str], top_k: int, *, show_progress: bool = False) -> list[dict[str, float]]:
         import bm25s
@@ -97,7 +99,9 @@ class SentenceTransformerBaseline:
     def dimension(self) -> int:
         return int(self.model.get_sentence_embedding_dimension())
 
-    def _encode(self, texts: Sequence[str], batch_size: int, show_progress: bool, prompt_name: str | None) -> np.ndarray:
+    def _encode(
+        self, texts: Sequence[str], batch_size: int, show_progress: bool, prompt_name: str | None
+    ) -> np.ndarray:
         return self.model.encode(
             list(texts), batch_size=batch_size, show_progress_bar=show_progress, normalize_embeddings=True,
             convert_to_numpy=True, prompt_name=prompt_name,

@@ -103,7 +103,7 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise ValueError(msg) from e
             if not isinstance(obj, dict):
                 msg = f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}."
-                raise ValueError(msg)
+                raise ValueError(msg)  # noqa: TRY004  (malformed file content, not a wrong Python argument)
             yield lineno, obj
 
 
@@ -116,7 +116,7 @@ def _field(obj: Mapping[str, Any], key: str, where: str, *, kind: type = str) ->
         value = str(value)  # BEIR ids are sometimes written as numbers
     if not isinstance(value, kind):
         msg = f"{where}: field {key!r} must be a {kind.__name__}, got {type(value).__name__}: {value!r:.80}."
-        raise ValueError(msg)
+        raise ValueError(msg)  # noqa: TRY004  (malformed file content, not a wrong Python argument)
     return value
 
 
@@ -174,8 +174,12 @@ def load_beir(folder: str | os.PathLike, split: str = "test", *, instruction: st
     if not folder.is_dir():
         msg = f"BEIR folder not found: {folder}. Pass a folder holding corpus.jsonl, queries.jsonl and qrels/."
         raise FileNotFoundError(msg)
-    corpus_path = _require_file(folder / "corpus.jsonl", "corpus", "A BEIR folder needs corpus.jsonl ({_id, title, text}).")
-    queries_path = _require_file(folder / "queries.jsonl", "queries", "A BEIR folder needs queries.jsonl ({_id, text}).")
+    corpus_path = _require_file(
+        folder / "corpus.jsonl", "corpus", "A BEIR folder needs corpus.jsonl ({_id, title, text})."
+    )
+    queries_path = _require_file(
+        folder / "queries.jsonl", "queries", "A BEIR folder needs queries.jsonl ({_id, text})."
+    )
     qrels_path = folder / "qrels" / f"{split}.tsv"
     if not qrels_path.is_file():
         splits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
@@ -258,7 +262,9 @@ def _import_datasets():
     return datasets
 
 
-def _hub_rows(hub_id: str, config: str, subset: str, **load_kwargs: Any) -> tuple[str, Iterable[tuple[int, Mapping[str, Any]]]]:
+def _hub_rows(
+    hub_id: str, config: str, subset: str, **load_kwargs: Any
+) -> tuple[str, Iterable[tuple[int, Mapping[str, Any]]]]:
     datasets = _import_datasets()
     try:
         table = datasets.load_dataset(hub_id, config, split=subset, **load_kwargs)
@@ -275,7 +281,7 @@ def _id_list(value: Any, where: str, key: str) -> list[str]:
         value = [value]
     if not isinstance(value, (list, tuple)):
         msg = f"{where}: field {key!r} must be a list of document ids, got {type(value).__name__}."
-        raise ValueError(msg)
+        raise ValueError(msg)  # noqa: TRY004  (malformed file content, not a wrong Python argument)
     return [str(v) for v in value if str(v) not in _NO_ID]
 
 
@@ -357,7 +363,10 @@ def load_bright(
             raise FileNotFoundError(msg)
         examples, documents = _local_rows(path, "examples", subset), _local_rows(path, config, subset)
     else:
-        examples, documents = _hub_rows(str(source), "examples", subset, **load_kwargs), _hub_rows(str(source), config, subset, **load_kwargs)
+        examples, documents = (
+            _hub_rows(str(source), "examples", subset, **load_kwargs),
+            _hub_rows(str(source), config, subset, **load_kwargs),
+        )
     return bright_from_rows(subset, examples, documents, long_documents=long_documents, instruction=instruction)
 
 

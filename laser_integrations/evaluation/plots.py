@@ -36,7 +36,9 @@ def bar_chart(results: Sequence[EvalResult], path: str | os.PathLike, metric: st
         xs = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(groups))]
         bars = ax.bar(xs, heights, width, label=label)
         ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=1)
-    ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 3 else 0, ha="right" if len(groups) > 3 else "center")
+    ax.set_xticks(
+        range(len(groups)), groups, rotation=30 if len(groups) > 3 else 0, ha="right" if len(groups) > 3 else "center"
+    )
     ax.set_ylabel(metric)
     ax.set_ylim(0, max(1e-6, max((h for h in value.values()), default=1.0)) * 1.15)
     ax.set_title(f"{metric} by model")

@@ -231,9 +231,18 @@ def evaluate(
             for dataset in datasets:
                 results.extend(
                     _evaluate_one(
-                        model, label, k, dataset, query_modes, search, top_k, metrics, batch_size,
-                        missing_reasoning, show_progress,
-                    )  # fmt: skip
+                        model,
+                        label,
+                        k,
+                        dataset,
+                        query_modes,
+                        search,
+                        top_k,
+                        metrics,
+                        batch_size,
+                        missing_reasoning,
+                        show_progress,
+                    )
                 )
     return results
 
@@ -258,7 +267,11 @@ def _evaluate_one(
     name = f"{label}{'' if k is None else f' K={k}'} on {dataset.name}"
     logger.info("%s: %d documents, %d queries", name, len(doc_ids), len(dataset.queries))
     start = time.perf_counter()
-    kwargs: dict[str, Any] = {"instruction": dataset.instruction, "batch_size": batch_size, "show_progress": show_progress}
+    kwargs: dict[str, Any] = {
+        "instruction": dataset.instruction,
+        "batch_size": batch_size,
+        "show_progress": show_progress,
+    }
     if k is not None:
         kwargs["num_thinking_steps"] = k
     # The corpus is encoded (or indexed) once here and shared by every query mode of this (model, K, dataset).
@@ -287,11 +300,18 @@ def _evaluate_one(
         scores = score_run({q: dataset.qrels[q] for q in qids}, run, metrics)
         out.append(
             EvalResult(
-                model=label, dataset=dataset.name, query_mode=mode, num_thinking_steps=k, metrics=scores.aggregate,
-                per_query=scores.per_query, num_queries=len(qids), queries_without_reasoning=without,
-                encode_documents_seconds=doc_seconds if i == 0 else 0.0, encode_queries_seconds=q_seconds,
+                model=label,
+                dataset=dataset.name,
+                query_mode=mode,
+                num_thinking_steps=k,
+                metrics=scores.aggregate,
+                per_query=scores.per_query,
+                num_queries=len(qids),
+                queries_without_reasoning=without,
+                encode_documents_seconds=doc_seconds if i == 0 else 0.0,
+                encode_queries_seconds=q_seconds,
                 search_seconds=search_seconds,
-            )  # fmt: skip
+            )
         )
     return out
 
@@ -320,7 +340,9 @@ def comparison_table(results: Sequence[EvalResult], metrics: Sequence[str] | Non
     header = ["model", "dataset", "queries"] + metrics
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))) for row in rows]
+    lines += [
+        "  ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))) for row in rows
+    ]
     return "\n".join(lines)
 
 

@@ -19,7 +19,9 @@ SEARCH_BACKENDS: tuple[str, ...] = ("memory", "qdrant")
 
 def _check_inputs(queries: np.ndarray, documents: np.ndarray, doc_ids: Sequence[str], top_k: int) -> None:
     if queries.ndim != 2 or documents.ndim != 2 or queries.shape[1] != documents.shape[1]:
-        msg = f"queries and documents must be 2-D with the same width, got shapes {queries.shape} and {documents.shape}."
+        msg = (
+            f"queries and documents must be 2-D with the same width, got shapes {queries.shape} and {documents.shape}."
+        )
         raise ValueError(msg)
     if len(doc_ids) != len(documents):
         msg = f"{len(doc_ids)} document ids for {len(documents)} document embeddings; pass one id per row."
