@@ -1,0 +1,274 @@
+"""Training arguments as dataclass groups (Tevatron style), read from YAML with ``--key value`` overrides.
+
+Every field of every group is one flat config key; ``laser-train --help`` lists them with their help text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .losses import DOWNSAMPLE_RULES
+from .objectives import get_objective
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - mirrors dataclasses' metadata name
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class ModelArguments:
+    model: str | None = _f(None, "backbone: hub id, folder, .gguf file or 'smollm2-135m-offline' (required)")
+    laser_config: dict = _f({}, "LaSERConfig overrides for the input format, e.g. {chat_suffix: ''}")
+    num_thinking_steps: int = _f(3, "K, latent thinking steps (paper: 3)")
+    lora: bool = _f(True, "train a LoRA adapter (peft); false = full fine-tuning")
+    lora_r: int = _f(64, "LoRA rank")
+    lora_alpha: int = _f(32, "LoRA alpha")
+    lora_dropout: float = _f(0.1, "LoRA dropout")
+    lora_target_modules: str = _f("all-linear", "LoRA targets: 'all-linear' or comma-separated module names")
+    dtype: str = _f("float32", "dtype of the loaded weights (mixed precision is set by bf16)")
+    gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
+    teacher_model: str | None = _f(None, "frozen_teacher only: a separate frozen teacher checkpoint (default: the starting backbone)")
+
+
+@dataclass
+class DataArguments:
+    train_data: str | None = _f(None, "JSONL file, BEIR folder, or datasets.save_to_disk folder (required)")
+    data_format: str = _f("auto", "auto | jsonl | beir | hf_disk")
+    corpus: str | None = _f(None, "JSONL corpus ({_id, title, text}) or BEIR folder that JSONL document ids refer to")
+    split: str = _f("train", "BEIR qrels split")
+    instruction: str | None = _f(None, "query instruction when a record has none (default: the LaSER config's)")
+    negatives_per_query: int = _f(1, "hard negatives per query (missing ones are sampled from the document pool)")
+    missing_reasoning: str = _f("skip_explicit", "queries without a rationale: skip_explicit (latent terms only) | drop")
+    reasoning_separator: str = _f("\n\n", "separator between rationale segments (trajectory targets)")
+    explicit_max_length: int = _f(1024, "token budget of the explicit view (query + rationale + EOS)")
+    max_examples: int | None = _f(None, "use only the first N records (smoke tests)")
+
+
+@dataclass
+class LossArguments:
+    objective: str = _f("laser", "laser | no_explicit_view | no_latent_view | no_trajectory | no_output_kd | frozen_teacher | contrastive")
+    temperature: float = _f(0.02, "tau of both InfoNCE terms")
+    temperature_kd: float = _f(0.02, "tau_kd of output distillation")
+    temperature_mid: float = _f(0.05, "temperature of trajectory alignment")
+    lambda_explicit: float = _f(1.0, "l1, weight of L_cl^E")
+    lambda_out: float = _f(10.0, "l2, weight of L_kl^out")
+    lambda_mid: float = _f(0.1, "l3, weight of L_kl^mid")
+    downsample: str = _f("evenly", "segment-to-step rule: evenly (reference code) | paper (floor(i*M/K))")
+    normalize_trajectory: bool = _f(True, "L2-normalise step states before trajectory alignment")
+
+
+@dataclass
+class TrainingArguments:
+    output_dir: str | None = _f(None, "where checkpoints, metrics.jsonl, loss_curve.png and final/ go (required)")
+    max_steps: int = _f(-1, "optimizer steps; -1 = num_epochs over the data")
+    num_epochs: float = _f(1.0, "epochs when max_steps is -1")
+    per_device_batch_size: int = _f(8, "queries per device per micro-batch")
+    gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step")
+    learning_rate: float = _f(1e-4, "AdamW peak learning rate")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    warmup_ratio: float = _f(0.1, "linear warmup, fraction of the steps")
+    max_grad_norm: float = _f(1.0, "gradient clipping (0 = off)")
+    seed: int = _f(42, "seed of LoRA init, data order and negative sampling")
+    bf16: str = _f("auto", "bf16 mixed precision: auto (on for CUDA) | true | false")
+    save_steps: int = _f(500, "checkpoint every N optimizer steps (0 = only the final export)")
+    save_total_limit: int = _f(2, "checkpoints kept (oldest removed)")
+    logging_steps: int = _f(1, "write metrics.jsonl every N steps")
+    resume_from_checkpoint: str | None = _f(None, "'latest' or a checkpoint folder")
+    overwrite_output_dir: bool = _f(False, "start over in an output_dir that has checkpoints")
+    export: str = _f("merged", "final export: merged (LoRA merged, safetensors) | adapter")
+    progress_bar: bool = _f(True, "show a tqdm bar with the loss terms")
+
+
+GROUPS = (ModelArguments, DataArguments, LossArguments, TrainingArguments)
+CHOICES = {
+    "data_format": ("auto", "jsonl", "beir", "hf_disk"),
+    "missing_reasoning": ("skip_explicit", "drop"),
+    "downsample": DOWNSAMPLE_RULES,
+    "bf16": ("auto", "true", "false"),
+    "export": ("merged", "adapter"),
+}
+REQUIRED = ("model", "train_data", "output_dir")
+
+
+@dataclass
+class TrainConfig:
+    """All argument groups together."""
+
+    model: ModelArguments
+    data: DataArguments
+    loss: LossArguments
+    train: TrainingArguments
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for group in (self.model, self.data, self.loss, self.train) for k, v in dataclasses.asdict(group).items()}
+
+
+def all_fields() -> dict[str, tuple[type, dataclasses.Field]]:
+    return {f.name: (group, f) for group in GROUPS for f in dataclasses.fields(group)}
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(type without Optional, whether None is allowed)."""
+    if isinstance(tp, str):
+        tp = eval(tp, {**vars(typing), "dict": dict, "list": list})  # annotations are strings (PEP 563)
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return tp, False
+
+
+def coerce(key: str, value: Any, source: str) -> Any:
+    """``value`` (from YAML or the command line) as the type of config key ``key``, or a clear error."""
+    _, fld = all_fields()[key]
+    tp, optional = _base_type(fld.type)
+    where = f"{source}: {key}"
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if optional:
+            return None
+        msg = f"{where} must be a {tp.__name__}, got nothing."
+        raise ValueError(msg)
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("true", "1", "yes", "on"):
+                return True
+            if text in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(value)
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if tp is dict:
+            if isinstance(value, str):
+                value = yaml.safe_load(value) or {}
+            if not isinstance(value, dict):
+                raise ValueError(value)
+            return dict(value)
+        if isinstance(value, (dict, list)):
+            raise ValueError(value)
+        value = str(value)
+        if key in CHOICES and value.lower() not in CHOICES[key]:
+            msg = f"{where}: invalid value {value!r}. Valid values are: {list(CHOICES[key])}."
+            raise ValueError(msg)
+        return value.lower() if key in CHOICES else value
+    except (TypeError, ValueError) as e:
+        if "Valid values" in str(e):
+            raise
+        msg = f"{where} must be a {tp.__name__}, got {value!r}."
+        raise ValueError(msg) from e
+
+
+def build_config(values: dict[str, Any], source: str = "config") -> TrainConfig:
+    """A validated :class:`TrainConfig` from flat ``key: value`` pairs (unknown keys are an error)."""
+    fields_ = all_fields()
+    unknown = sorted(set(values) - set(fields_))
+    if unknown:
+        msg = f"Unknown config keys {unknown} in {source}. Valid keys are: {sorted(fields_)}."
+        raise ValueError(msg)
+    per_group: dict[type, dict[str, Any]] = {g: {} for g in GROUPS}
+    for key, value in values.items():
+        group, _ = fields_[key]
+        per_group[group][key] = coerce(key, value, source)
+    config = TrainConfig(*(g(**per_group[g]) for g in GROUPS))
+    validate(config, source)
+    return config
+
+
+def validate(config: TrainConfig, source: str = "config") -> None:
+    """Cross-field checks; every message names the key and how to fix it."""
+    values = config.to_dict()
+    missing = [k for k in REQUIRED if not values[k]]
+    if missing:
+        msg = f"Missing required config keys {missing} in {source}; set them in the YAML file or as --{missing[0]} VALUE."
+        raise ValueError(msg)
+    get_objective(config.loss.objective)
+    positive = ("num_thinking_steps", "per_device_batch_size", "gradient_accumulation_steps", "explicit_max_length",
+                "logging_steps", "lora_r", "lora_alpha", "save_total_limit")  # fmt: skip
+    for key in positive:
+        if values[key] < 1:
+            msg = f"{key} must be >= 1, got {values[key]} ({source})."
+            raise ValueError(msg)
+    for key in ("temperature", "temperature_kd", "temperature_mid", "learning_rate"):
+        if not values[key] > 0:
+            msg = f"{key} must be > 0, got {values[key]} ({source})."
+            raise ValueError(msg)
+    for key in ("lambda_explicit", "lambda_out", "lambda_mid", "weight_decay", "max_grad_norm", "negatives_per_query",
+                "save_steps"):  # fmt: skip
+        if values[key] < 0:
+            msg = f"{key} must be >= 0, got {values[key]} ({source})."
+            raise ValueError(msg)
+    if not 0 <= values["warmup_ratio"] < 1:
+        msg = f"warmup_ratio must be in [0, 1), got {values['warmup_ratio']} ({source})."
+        raise ValueError(msg)
+    if values["max_steps"] == 0 or values["max_steps"] < -1:
+        msg = f"max_steps must be a positive number of steps or -1 (use num_epochs), got {values['max_steps']}."
+        raise ValueError(msg)
+    if values["max_steps"] == -1 and not values["num_epochs"] > 0:
+        msg = f"num_epochs must be > 0 when max_steps is -1, got {values['num_epochs']} ({source})."
+        raise ValueError(msg)
+    if values["reasoning_separator"] == "":
+        msg = "reasoning_separator must not be empty (default: a blank line, '\\n\\n')."
+        raise ValueError(msg)
+    if values["export"] == "adapter" and not values["lora"]:
+        msg = "export: adapter needs lora: true; full fine-tuning exports merged weights (export: merged)."
+        raise ValueError(msg)
+    if values["teacher_model"] and config.loss.objective != "frozen_teacher":
+        msg = f"teacher_model is only used by objective frozen_teacher, not {config.loss.objective!r}; remove it."
+        raise ValueError(msg)
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        msg = f"Config file {str(path)!r} not found."
+        raise FileNotFoundError(msg)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        msg = f"{path} is not valid YAML: {e}"
+        raise ValueError(msg) from e
+    if not isinstance(data, dict):
+        msg = f"{path} must hold a mapping of config keys to values, got {type(data).__name__}."
+        raise ValueError(msg)
+    return data
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config`` plus one ``--key VALUE`` option per config key, grouped, with help text."""
+    parser.add_argument("--config", help="YAML file of config keys; --key VALUE options override it")
+    for group in GROUPS:
+        arg_group = parser.add_argument_group(group.__name__)
+        for fld in dataclasses.fields(group):
+            default = fld.default_factory() if fld.default_factory is not dataclasses.MISSING else fld.default
+            arg_group.add_argument(
+                f"--{fld.name}", default=argparse.SUPPRESS, metavar="VALUE",
+                help=f"{fld.metadata['help']} (default: {default!r})",
+            )  # fmt: skip
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Merge the YAML file (if any) and the ``--key VALUE`` overrides into a validated config."""
+    values: dict[str, Any] = load_yaml(args.config) if getattr(args, "config", None) else {}
+    source = args.config or "command line"
+    overrides = {k: v for k, v in vars(args).items() if k in all_fields()}
+    values.update(overrides)
+    return build_config(values, source if not overrides else f"{source} + command line")

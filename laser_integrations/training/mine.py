@@ -1,0 +1,99 @@
+"""``laser-train mine``: hard negatives for a BEIR folder from any LaSER encoder.
+
+Every training query is embedded with the encoder, the corpus is ranked, the query's positives are removed,
+and negatives are taken from the ranks ``[rank_start, rank_end)`` that remain (skipping the very top guards
+against unlabelled positives). The output is a JSONL training file (``query``, ``instruction``,
+``reasoning``, ``positives``, ``negatives`` as texts, and ``_id``) that ``laser-train`` reads directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def mine_hard_negatives(
+    encoder: Any,
+    data: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    split: str = "train",
+    num_negatives: int = 4,
+    rank_start: int = 0,
+    rank_end: int = 30,
+    batch_size: int = 16,
+    show_progress: bool = True,
+) -> Path:
+    """Write a JSONL training file with ``num_negatives`` mined negatives per query; returns its path.
+
+    Args:
+        encoder: a :class:`~laser_integrations.LaSEREncoder`.
+        data: BEIR folder (corpus.jsonl, queries.jsonl, qrels/{split}.tsv, optional reasoning.jsonl).
+        output: JSONL file to write (atomically).
+        split: qrels split whose queries are mined.
+        num_negatives: negatives per query (fewer when the window holds fewer non-positive documents).
+        rank_start: first rank (0-based, after removing positives) a negative may come from.
+        rank_end: rank after the last one a negative may come from.
+    """
+    from .data import load_beir
+
+    if not 0 <= rank_start < rank_end:
+        msg = f"The rank window needs 0 <= rank_start < rank_end, got [{rank_start}, {rank_end})."
+        raise ValueError(msg)
+    if num_negatives < 1:
+        msg = f"num_negatives must be >= 1, got {num_negatives}."
+        raise ValueError(msg)
+    examples, corpus = load_beir(data, split)
+    doc_texts = list(corpus.values())
+    text_index = {t: i for i, t in enumerate(doc_texts)}
+    d = encoder.encode_documents(doc_texts, batch_size=batch_size, show_progress=show_progress)
+    q = encoder.encode_queries([ex.query for ex in examples], batch_size=batch_size, show_progress=show_progress)
+    order = np.argsort(-(q @ d.T), axis=1, kind="stable")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row, ex in enumerate(examples):
+            positives = {text_index[p] for p in ex.positives}
+            ranked = [int(j) for j in order[row] if int(j) not in positives]
+            window = ranked[rank_start:rank_end][:num_negatives]
+            record = {"_id": ex.id, "query": ex.query, "positives": ex.positives,
+                      "negatives": [doc_texts[j] for j in window]}  # fmt: skip
+            if ex.instruction is not None:
+                record["instruction"] = ex.instruction
+            if ex.reasoning is not None:
+                record["reasoning"] = ex.reasoning
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    tmp.replace(output)
+    return output
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("mine", help="mine hard negatives", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="BEIR folder")
+    p.add_argument("--model", required=True, help="any LaSEREncoder checkpoint (folder, hub id, .gguf, alias)")
+    p.add_argument("--output", required=True, help="JSONL training file to write")
+    p.add_argument("--split", default="train")
+    p.add_argument("--num_negatives", type=int, default=4)
+    p.add_argument("--rank_start", type=int, default=0, help="first rank (0-based, positives removed) to take from")
+    p.add_argument("--rank_end", type=int, default=30, help="rank after the last one to take from")
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--device", default=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..encoder import LaSEREncoder
+    from ..offline import default_laser_config, resolve_model_path
+
+    overrides = default_laser_config(args.model)
+    encoder = LaSEREncoder.from_pretrained(resolve_model_path(args.model), device=args.device,
+                                           **(overrides.to_dict() if overrides else {}))  # fmt: skip
+    out = mine_hard_negatives(encoder, args.data, args.output, split=args.split, num_negatives=args.num_negatives,
+                              rank_start=args.rank_start, rank_end=args.rank_end, batch_size=args.batch_size)  # fmt: skip
+    print(f"Wrote {out}")
+    return 0

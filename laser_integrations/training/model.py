@@ -1,0 +1,130 @@
+"""The dual-view model: latent view (student) and explicit view (teacher) on one backbone, and the loss.
+
+The latent view is :func:`laser_integrations.latent.latent_think`, the code path of inference, run with
+gradients. The explicit view is one forward pass over query + rationale + EOS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..latent import latent_think, left_padded_position_ids, unwrap_causal_lm
+from .losses import info_nce, output_kl, trajectory_kl
+from .objectives import Objective
+
+TERMS = ("cl_latent", "cl_explicit", "kl_out", "kl_mid")
+
+
+@dataclass
+class LossWeights:
+    temperature: float = 0.02
+    temperature_kd: float = 0.02
+    temperature_mid: float = 0.05
+    lambda_explicit: float = 1.0
+    lambda_out: float = 10.0
+    lambda_mid: float = 0.1
+    normalize_trajectory: bool = True
+
+
+def explicit_view(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Final-norm hidden states (batch, seq, hidden) of the explicit view (left-padded, one pass)."""
+    decoder = unwrap_causal_lm(model).get_decoder()
+    out = decoder(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=left_padded_position_ids(attention_mask),
+        use_cache=False,
+    )
+    return out.last_hidden_state
+
+
+def no_gather(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    return t, 0
+
+
+class DualViewModel(nn.Module):
+    """Computes every loss term of an objective for one batch from :class:`DualViewCollator`.
+
+    Args:
+        model: the backbone (a peft model for LoRA, or a transformers causal LM).
+        objective: which views and terms are on.
+        weights: temperatures and lambdas.
+        num_thinking_steps: K of the latent view.
+        group_size: documents per query (positive + hard negatives).
+        gather: ``tensor -> (all processes' tensors, offset of this process's rows)``; keeps the gradient of
+            the local rows (see ``trainer.gather_with_grad``). Identity on one process.
+        teacher: frozen teacher for ``frozen_teacher``; None uses the backbone with its LoRA adapter disabled.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective,
+        weights: LossWeights,
+        num_thinking_steps: int,
+        group_size: int,
+        gather: Callable[[torch.Tensor], tuple[torch.Tensor, int]] = no_gather,
+        teacher: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.model = model
+        self.objective, self.weights = objective, weights
+        self.k, self.group_size, self.gather = num_thinking_steps, group_size, gather
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.requires_grad_(False).eval()
+
+    def active_terms(self) -> list[str]:
+        o = self.objective
+        flags = {"cl_latent": True, "cl_explicit": o.cl_explicit, "kl_out": o.kl_out, "kl_mid": o.kl_mid}
+        return [t for t in TERMS if flags[t]]
+
+    def _teacher_states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if not self.objective.frozen_teacher:
+            return explicit_view(self.model, ids, mask)
+        with torch.no_grad():
+            if self.teacher is not None:
+                return explicit_view(self.teacher, ids, mask)
+            disable = getattr(self.model, "disable_adapter", None)
+            if disable is None:
+                msg = "frozen_teacher without a teacher model needs a LoRA (peft) backbone to disable its adapter."
+                raise ValueError(msg)
+            with disable():
+                return explicit_view(self.model, ids, mask)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        w = self.weights
+        latent = latent_think(self.model, batch["query_ids"], batch["query_mask"], self.k)
+        docs_local = latent_think(self.model, batch["doc_ids"], batch["doc_mask"], self.k).embeddings
+        docs, offset = self.gather(docs_local)
+        n_queries = latent.embeddings.shape[0]
+        positive = offset + torch.arange(n_queries, device=docs.device) * self.group_size
+        terms = {"cl_latent": info_nce(latent.embeddings, docs, positive, w.temperature)}
+
+        rows = batch["explicit_rows"]
+        zero = latent.embeddings.sum() * 0.0
+        if self.objective.explicit_view and rows.numel() > 0:
+            hidden = self._teacher_states(batch["explicit_ids"], batch["explicit_mask"])
+            v_star = F.normalize(hidden[:, -1].float(), dim=-1)  # EOS is the last position (left padding)
+            index = batch["segment_positions"].unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+            trajectory = hidden.gather(1, index)  # (rows, K, H)
+            student = latent.embeddings[rows]
+            if self.objective.cl_explicit:
+                terms["cl_explicit"] = info_nce(v_star, docs, positive[rows], w.temperature)
+            if self.objective.kl_out:
+                terms["kl_out"] = output_kl(v_star @ docs.detach().T, student @ docs.T, w.temperature_kd)
+            if self.objective.kl_mid:
+                terms["kl_mid"] = trajectory_kl(trajectory.detach(), latent.step_states[rows], docs,
+                                                w.temperature_mid, normalize=w.normalize_trajectory)  # fmt: skip
+        for term in self.active_terms():
+            terms.setdefault(term, zero)
+        lambdas = {"cl_latent": 1.0, "cl_explicit": w.lambda_explicit, "kl_out": w.lambda_out, "kl_mid": w.lambda_mid}
+        terms["loss"] = sum(lambdas[t] * terms[t] for t in self.active_terms())
+        terms["explicit_fraction"] = torch.tensor(rows.numel() / max(n_queries, 1))
+        return terms

@@ -1,0 +1,465 @@
+"""The training loop: accelerate (multi-GPU/-node), LoRA, accumulation, AdamW + warmup, exact resume, export.
+
+Output folder::
+
+    output_dir/
+      checkpoints/step-000050/   trainable weights (safetensors), optimizer, scheduler, RNG, trainer_state.json
+      metrics.jsonl              one line per logged step: lr, loss and every loss term
+      loss_curve.png             the loss terms against the step
+      train_config.yaml          the resolved configuration
+      final/                     the export: LaSEREncoder.from_pretrained(output_dir / "final")
+
+Checkpoints and the export are written to a temporary sibling and renamed, so a killed run never leaves a
+half-written one. The data order is a function of (seed, epoch) and the position is the optimizer step, so
+a resumed run replays exactly the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+import random
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from ..config import LaSERConfig
+from ..encoder import LaSEREncoder
+from ..loading import load_model_and_tokenizer, replace_folder, save_model_and_tokenizer
+from ..offline import default_laser_config, resolve_model_path
+from .arguments import TrainConfig
+from .data import DataError, DualViewCollator, load_training_data
+from .model import DualViewModel, LossWeights
+from .objectives import get_objective
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+METRICS = "metrics.jsonl"
+FINAL = "final"
+STATE = "trainer_state.json"
+
+
+def gather_with_grad(accelerator: Any) -> Callable[[torch.Tensor], tuple[torch.Tensor, int]]:
+    """Gather a tensor from every process for in-batch negatives, keeping the gradient of the local rows.
+
+    ``all_gather`` returns tensors without autograd history; putting the local tensor back into its slot
+    lets gradients flow to this process's documents (each process then back-propagates its own shard).
+    """
+
+    def gather(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+        if accelerator.num_processes == 1:
+            return t, 0
+        gathered = accelerator.gather(t.detach().contiguous())
+        chunks = list(gathered.split(t.shape[0]))
+        chunks[accelerator.process_index] = t
+        return torch.cat(chunks), accelerator.process_index * t.shape[0]
+
+    return gather
+
+
+def _atomic_dir(target: Path, write: Callable[[Path], None]) -> None:
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
+        replace_folder(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    folder = output_dir / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    done = [p for p in folder.glob("step-*") if (p / STATE).is_file()]
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+class LaSERTrainer:
+    """Trains a LaSER checkpoint with dual-view self-distillation (or one of its ablations).
+
+    Example:
+        >>> from laser_integrations.training import LaSERTrainer, build_config
+        >>> config = build_config({"model": "smollm2-135m-offline", "train_data": "../shared/data/theoremqa",
+        ...                        "output_dir": "runs/demo"})  # doctest: +SKIP
+        >>> LaSERTrainer(config).train()  # doctest: +SKIP
+        PosixPath('runs/demo/final')
+
+    Args:
+        config: validated configuration (:func:`~laser_integrations.training.arguments.build_config`).
+        accelerator: an ``accelerate.Accelerator``; one is made from the config when None.
+    """
+
+    def __init__(self, config: TrainConfig, accelerator: Any = None):
+        self.config = config
+        self.objective = get_objective(config.loss.objective)
+        self.output_dir = Path(config.train.output_dir)
+        self.k = self.objective.num_thinking_steps or config.model.num_thinking_steps
+        self._accelerator = accelerator
+
+    # -- setup -------------------------------------------------------------------------------------------------
+    def _check_output_dir(self) -> Path | None:
+        """The checkpoint to resume from, or None; errors before anything is loaded or written."""
+        t = self.config.train
+        existing = list_checkpoints(self.output_dir)
+        if t.resume_from_checkpoint:
+            if t.resume_from_checkpoint == "latest":
+                if not existing:
+                    logger.warning("resume_from_checkpoint=latest but %s has no checkpoint; starting fresh.",
+                                   self.output_dir)  # fmt: skip
+                    return None
+                return existing[-1]
+            path = Path(t.resume_from_checkpoint)
+            if not (path / STATE).is_file():
+                msg = f"resume_from_checkpoint {str(path)!r} is not a checkpoint folder (no {STATE})."
+                raise FileNotFoundError(msg)
+            return path
+        if existing and not t.overwrite_output_dir:
+            msg = (
+                f"output_dir {str(self.output_dir)!r} already holds checkpoints (latest {existing[-1].name}). "
+                "Pass --resume_from_checkpoint latest to continue, or --overwrite_output_dir true to start over."
+            )
+            raise FileExistsError(msg)
+        return None
+
+    def _make_accelerator(self) -> Any:
+        from accelerate import Accelerator
+
+        choice = self.config.train.bf16
+        use_bf16 = torch.cuda.is_available() if choice == "auto" else choice == "true"
+        return Accelerator(mixed_precision="bf16" if use_bf16 else "no")
+
+    def _load_backbone(self, device: torch.device) -> tuple[nn.Module, Any, LaSERConfig]:
+        m = self.config.model
+        path = resolve_model_path(m.model)
+        model, tokenizer, laser_config = load_model_and_tokenizer(path, device=device, dtype=m.dtype)
+        base = default_laser_config(m.model) or laser_config
+        laser_config = base.replace(**m.laser_config, num_thinking_steps=self.k)
+        model.config.use_cache = False
+        return model, tokenizer, laser_config
+
+    def _wrap_lora(self, model: nn.Module) -> nn.Module:
+        from peft import LoraConfig, get_peft_model
+
+        m = self.config.model
+        targets: Any = m.lora_target_modules
+        if targets != "all-linear":
+            targets = [t.strip() for t in targets.split(",") if t.strip()]
+        lora = LoraConfig(r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout, target_modules=targets,
+                          task_type="CAUSAL_LM")  # fmt: skip
+        peft_model = get_peft_model(model, lora)
+        peft_model.peft_config["default"].base_model_name_or_path = str(_absolute(resolve_model_path(m.model)))
+        return peft_model
+
+    def setup(self) -> None:
+        """Validate data and config, load the model, build optimizer and scheduler (nothing is trained)."""
+        from accelerate.utils import set_seed
+        from transformers import get_linear_schedule_with_warmup
+
+        cfg, t, d = self.config, self.config.train, self.config.data
+        self.resume_from = self._check_output_dir()
+        # Data first: a bad record stops the run before the (slow) model load.
+        self.examples, self.pool = load_training_data(
+            d.train_data, d.data_format, corpus=d.corpus, split=d.split, missing_reasoning=d.missing_reasoning,
+            max_examples=d.max_examples,
+        )  # fmt: skip
+        self.accelerator = self._accelerator or self._make_accelerator()
+        acc = self.accelerator
+        set_seed(t.seed)
+        model, self.tokenizer, self.laser_config = self._load_backbone(acc.device)
+        if d.explicit_max_length <= self.laser_config.query_max_length + 1 and self.objective.explicit_view:
+            msg = (
+                f"explicit_max_length={d.explicit_max_length} must exceed query_max_length="
+                f"{self.laser_config.query_max_length} + 1, so the rationale fits after the query."
+            )
+            raise ValueError(msg)
+        teacher = None
+        if self.objective.frozen_teacher and (cfg.model.teacher_model or not cfg.model.lora):
+            if cfg.model.teacher_model:
+                teacher = load_model_and_tokenizer(resolve_model_path(cfg.model.teacher_model), device=acc.device,
+                                                   dtype=cfg.model.dtype)[0]  # fmt: skip
+            else:
+                teacher = copy.deepcopy(model)
+        if cfg.model.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if cfg.model.lora:
+            model = self._wrap_lora(model)
+        model.train()
+        encoder = LaSEREncoder(model, self.tokenizer, self.laser_config)  # formatting and padding, as at inference
+        model.train()
+        self.collator = DualViewCollator(
+            encoder.formatter, encoder.pad, self.examples, self.pool, num_thinking_steps=self.k,
+            negatives_per_query=d.negatives_per_query, explicit_view=self.objective.explicit_view,
+            separator=d.reasoning_separator, explicit_max_length=d.explicit_max_length, downsample=cfg.loss.downsample,
+            seed=t.seed, default_instruction=d.instruction,
+        )  # fmt: skip
+        if self.objective.explicit_view and self.collator.num_explicit == 0:
+            msg = (
+                f"objective {self.objective.name!r} needs rationales, but no training query has one. Write them with "
+                "`laser-train reason`, or use objective no_explicit_view or contrastive."
+            )
+            raise DataError(msg)
+        self.micro_global = t.per_device_batch_size * acc.num_processes
+        micro_per_epoch = len(self.examples) // self.micro_global
+        self.steps_per_epoch = micro_per_epoch // t.gradient_accumulation_steps
+        if self.steps_per_epoch == 0:
+            msg = (
+                f"{len(self.examples)} training examples are fewer than one optimizer step uses (per_device_batch_size "
+                f"{t.per_device_batch_size} x {acc.num_processes} processes x gradient_accumulation_steps "
+                f"{t.gradient_accumulation_steps}); lower them or add data."
+            )
+            raise DataError(msg)
+        self.total_steps = t.max_steps if t.max_steps > 0 else math.ceil(t.num_epochs * self.steps_per_epoch)
+        weights = LossWeights(
+            temperature=cfg.loss.temperature, temperature_kd=cfg.loss.temperature_kd,
+            temperature_mid=cfg.loss.temperature_mid, lambda_explicit=cfg.loss.lambda_explicit,
+            lambda_out=cfg.loss.lambda_out, lambda_mid=cfg.loss.lambda_mid,
+            normalize_trajectory=cfg.loss.normalize_trajectory,
+        )  # fmt: skip
+        dual = DualViewModel(model, self.objective, weights, self.k, 1 + d.negatives_per_query,
+                             gather=gather_with_grad(acc), teacher=teacher)  # fmt: skip
+        params = [p for p in dual.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
+        scheduler = get_linear_schedule_with_warmup(optimizer, round(t.warmup_ratio * self.total_steps),
+                                                    self.total_steps)  # fmt: skip
+        self.dual, self.optimizer, self.scheduler = acc.prepare(dual, optimizer, scheduler)
+        self.step = 0
+        if self.resume_from is not None:
+            self._load_checkpoint(self.resume_from)
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self.dual).model
+
+    # -- checkpoints -------------------------------------------------------------------------------------------
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().cpu().contiguous() for n, p in self.backbone.named_parameters() if p.requires_grad}
+
+    def _save_checkpoint(self) -> None:
+        from safetensors.torch import save_file
+
+        acc = self.accelerator
+        target = self.output_dir / CHECKPOINTS / f"step-{self.step:06d}"
+        rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state(acc.device)
+        all_rng = [None] * acc.num_processes
+        if acc.num_processes > 1:
+            torch.distributed.all_gather_object(all_rng, rng)
+        else:
+            all_rng = [rng]
+        if acc.is_main_process:
+
+            def write(tmp: Path) -> None:
+                save_file(self.trainable_state(), str(tmp / "trainable.safetensors"))
+                torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+                torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
+                for rank, state in enumerate(all_rng):
+                    tensors = {"torch": state["torch"]}
+                    if "cuda" in state:
+                        tensors["cuda"] = state["cuda"]
+                    save_file(tensors, str(tmp / f"rng_{rank}.safetensors"))
+                    (tmp / f"rng_{rank}.json").write_text(json.dumps(state["python"]), encoding="utf-8")
+                state = {"step": self.step, "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
+                         "num_processes": acc.num_processes, "config": self.config.to_dict()}  # fmt: skip
+                (tmp / STATE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+
+            _atomic_dir(target, write)
+            for old in list_checkpoints(self.output_dir)[: -self.config.train.save_total_limit]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+
+    def _load_checkpoint(self, path: Path) -> None:
+        from safetensors.torch import load_file
+
+        acc = self.accelerator
+        state = json.loads((path / STATE).read_text(encoding="utf-8"))
+        if state["num_processes"] != acc.num_processes or state["steps_per_epoch"] != self.steps_per_epoch:
+            msg = (
+                f"Checkpoint {path} was written by {state['num_processes']} processes with {state['steps_per_epoch']} "
+                f"steps per epoch; this run has {acc.num_processes} and {self.steps_per_epoch}. Resume with the same "
+                "data, batch size, accumulation and number of processes."
+            )
+            raise ValueError(msg)
+        weights = load_file(str(path / "trainable.safetensors"))
+        params = dict(self.backbone.named_parameters())
+        missing = sorted(set(weights) ^ {n for n, p in params.items() if p.requires_grad})
+        if missing:
+            msg = f"Checkpoint {path} does not match this model's trainable parameters (e.g. {missing[:3]})."
+            raise ValueError(msg)
+        with torch.no_grad():
+            for name, value in weights.items():
+                params[name].copy_(value)
+        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=acc.device, weights_only=True))
+        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+        rank = acc.process_index
+        rng = load_file(str(path / f"rng_{rank}.safetensors"))
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["cuda"], acc.device)
+        py_state = json.loads((path / f"rng_{rank}.json").read_text(encoding="utf-8"))
+        random.setstate((py_state[0], tuple(py_state[1]), py_state[2]))
+        self.step = state["step"]
+        if acc.is_main_process:
+            _truncate_metrics(self.output_dir / METRICS, self.step)
+        logger.info("Resumed from %s at step %d.", path, self.step)
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+    def _indices(self, step: int, micro: int) -> tuple[list[int], int]:
+        """This process's example indices for micro-batch ``micro`` of optimizer step ``step``, and the epoch."""
+        t = self.config.train
+        epoch, in_epoch = divmod(step, self.steps_per_epoch)
+        order = torch.randperm(len(self.examples), generator=torch.Generator().manual_seed(t.seed + epoch)).tolist()
+        start = (in_epoch * t.gradient_accumulation_steps + micro) * self.micro_global
+        start += self.accelerator.process_index * t.per_device_batch_size
+        return order[start : start + t.per_device_batch_size], epoch
+
+    def train(self, stop_after_steps: int | None = None) -> Path | None:
+        """Train to ``total_steps`` and export to ``output_dir/final``.
+
+        Args:
+            stop_after_steps: stop (as if killed) after this many optimizer steps of this call, without the final
+                export; a later ``resume_from_checkpoint`` run continues from the last checkpoint.
+
+        Returns:
+            The export folder, or None when stopped early.
+        """
+        from tqdm.auto import tqdm
+
+        if not hasattr(self, "dual"):
+            self.setup()
+        acc, t = self.accelerator, self.config.train
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "train_config.yaml").write_text(
+                yaml.safe_dump(self.config.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8"
+            )
+        terms = [*self.accelerator.unwrap_model(self.dual).active_terms()]
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"LaSER {self.objective.name}", unit="step",
+                   disable=not (t.progress_bar and acc.is_main_process), dynamic_ncols=True)  # fmt: skip
+        self.dual.train()
+        done_here, started = 0, time.perf_counter()
+        while self.step < self.total_steps:
+            if stop_after_steps is not None and done_here >= stop_after_steps:
+                bar.close()
+                return None
+            sums: dict[str, float] = {}
+            for micro in range(t.gradient_accumulation_steps):
+                indices, epoch = self._indices(self.step, micro)
+                batch = self.collator(indices, epoch, acc.device)
+                last = micro == t.gradient_accumulation_steps - 1
+                with contextlib.nullcontext() if last else acc.no_sync(self.dual):
+                    out = self.dual(batch)
+                    acc.backward(out["loss"] / t.gradient_accumulation_steps)
+                for name in ["loss", *terms, "explicit_fraction"]:
+                    sums[name] = sums.get(name, 0.0) + float(out[name].detach()) / t.gradient_accumulation_steps
+            grad_norm = None
+            if t.max_grad_norm > 0:
+                grad_norm = float(acc.clip_grad_norm_(self.dual.parameters(), t.max_grad_norm))
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            done_here += 1
+            logged = self._reduce(sums)
+            bar.update(1)
+            bar.set_postfix({_short(k): f"{v:.3g}" for k, v in logged.items() if k != "explicit_fraction"})
+            if self.step % t.logging_steps == 0 or self.step == self.total_steps:
+                record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
+                          "lr": self.scheduler.get_last_lr()[0], **logged, "grad_norm": grad_norm,
+                          "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
+                if acc.is_main_process:
+                    with (self.output_dir / METRICS).open("a", encoding="utf-8") as f:
+                        f.write(json.dumps(record) + "\n")
+            if t.save_steps and self.step % t.save_steps == 0 and self.step < self.total_steps:
+                self._save_checkpoint()
+        bar.close()
+        return self.export()
+
+    def _reduce(self, sums: dict[str, float]) -> dict[str, float]:
+        """Average the logged values over processes."""
+        if self.accelerator.num_processes == 1:
+            return sums
+        keys = sorted(sums)
+        values = torch.tensor([sums[k] for k in keys], device=self.accelerator.device)
+        values = self.accelerator.reduce(values, reduction="mean")
+        return dict(zip(keys, values.tolist()))
+
+    def export(self) -> Path:
+        """Write ``output_dir/final`` (merged safetensors or the adapter, tokenizer, laser_config.json)."""
+        acc = self.accelerator
+        target = self.output_dir / FINAL
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            model = self.backbone
+            if self.config.train.export == "merged" and hasattr(model, "merge_and_unload"):
+                # Merge into a copy: the live model keeps its adapter (a caller may inspect or continue it).
+                model = copy.deepcopy(model).merge_and_unload()
+            save_model_and_tokenizer(model, self.tokenizer, self.laser_config, target)
+            plot_metrics(self.output_dir / METRICS, self.output_dir / "loss_curve.png")
+        acc.wait_for_everyone()
+        return target
+
+
+def _short(name: str) -> str:
+    return {"cl_latent": "cl_L", "cl_explicit": "cl_E", "kl_out": "kl_out", "kl_mid": "kl_mid"}.get(name, name)
+
+
+def _absolute(path: str) -> str | Path:
+    p = Path(path)
+    return p.resolve() if p.exists() else path
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop lines logged after ``step`` (they will be logged again by the resumed run)."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_metrics(metrics_path: Path, png_path: Path) -> Path | None:
+    """The loss and each loss term against the step, one panel each (matplotlib, Agg backend)."""
+    records = read_metrics(metrics_path)
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [k for k in ("loss", "cl_latent", "cl_explicit", "kl_out", "kl_mid") if k in records[0]]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), squeeze=False)
+    steps = [r["step"] for r in records]
+    for ax, name in zip(axes[0], names):
+        ax.plot(steps, [r[name] for r in records], lw=1)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = png_path.with_name(f".{png_path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(png_path)
+    return png_path

@@ -1,0 +1,194 @@
+"""The trainer on tiny random models: gradients, learning, exact resume, export, config/data errors, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from laser_integrations import LaSERConfig, LaSEREncoder
+from laser_integrations.testing import tiny_encoder
+from laser_integrations.training import DataError, LaSERTrainer, build_config
+from laser_integrations.training.cli import main
+from laser_integrations.training.trainer import read_metrics
+
+DOCS = [
+    "the prime numbers are divisible only by one",
+    "a prefix code satisfies the kraft inequality",
+    "entropy measures the average information",
+    "the derivative of a product follows the product rule",
+    "special relativity dilates time for a moving clock",
+    "bayes theorem updates a prior with a likelihood",
+    "the integral of a derivative recovers the function",
+    "question answer theorem proof lemma corollary",
+]
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models on shared cores: one intra-op thread is an order of magnitude faster than two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("training") / "tiny"
+    tiny_encoder("qwen3", config=LaSERConfig.from_preset("plain", query_max_length=48, document_max_length=48)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "train.jsonl"
+    rows = []
+    for i in range(16):
+        doc = DOCS[i % 8]
+        row = {"query": f"which idea: {' '.join(doc.split()[1:3])}", "positives": [doc], "negatives": [DOCS[(i + 3) % 8]]}
+        if i % 2 == 0:
+            row["reasoning"] = f"it is about {doc.split()[1]}\n\nso the answer mentions {doc.split()[-1]}\n\ndone"
+        rows.append(json.dumps(row))
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def config(tiny_dir: Path, data: Path, out: Path, **overrides):
+    values = {
+        "model": str(tiny_dir), "train_data": str(data), "output_dir": str(out), "per_device_batch_size": 4,
+        "lora_r": 8, "lora_alpha": 16, "learning_rate": 1e-3, "max_steps": 4, "save_steps": 0, "progress_bar": False,
+        "explicit_max_length": 128, "seed": 3,
+    }  # fmt: skip
+    values.update(overrides)
+    return build_config(values)
+
+
+def test_gradients_reach_exactly_the_trainable_parameters(tiny_dir, toy_data, tmp_path):
+    trainer = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "out"))
+    trainer.setup()
+    with torch.no_grad():  # LoRA starts with B = 0, which zeroes A's gradient; move off that point
+        for name, p in trainer.backbone.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.02)
+    batch = trainer.collator([0, 1, 2, 3], epoch=0, device=torch.device("cpu"))
+    out = trainer.dual(batch)
+    assert set(out) >= {"loss", "cl_latent", "cl_explicit", "kl_out", "kl_mid"}
+    assert all(float(out[t].detach()) > 0 for t in ("cl_latent", "cl_explicit", "kl_out", "kl_mid"))
+    out["loss"].backward()
+    named = list(trainer.backbone.named_parameters())
+    trainable = [n for n, p in named if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    for name, p in named:
+        if p.requires_grad:
+            assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+        else:
+            assert p.grad is None, name
+
+
+def test_frozen_teacher_gives_no_gradient_through_the_explicit_view(tiny_dir, toy_data, tmp_path):
+    trainer = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "out", objective="frozen_teacher"))
+    trainer.setup()
+    batch = trainer.collator([0, 1, 2, 3], epoch=0, device=torch.device("cpu"))
+    out = trainer.dual(batch)
+    assert "cl_explicit" not in out and float(out["kl_out"]) > 0
+    # The teacher's states are computed without a graph: only the latent view carries gradients.
+    hidden = trainer.dual._teacher_states(batch["explicit_ids"], batch["explicit_mask"])
+    assert not hidden.requires_grad
+
+
+def test_loss_goes_down_on_a_toy_set(tiny_dir, toy_data, tmp_path):
+    out = tmp_path / "out"
+    LaSERTrainer(config(tiny_dir, toy_data, out, max_steps=32, lambda_out=1.0, warmup_ratio=0.0)).train()
+    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl")]
+    assert len(losses) == 32
+    assert sum(losses[-6:]) / 6 < 0.6 * sum(losses[:6]) / 6
+    assert (out / "loss_curve.png").stat().st_size > 0
+
+
+def test_killed_and_resumed_training_equals_uninterrupted(tiny_dir, toy_data, tmp_path):
+    common = {"max_steps": 6, "save_steps": 2, "gradient_accumulation_steps": 2, "per_device_batch_size": 2,
+              "lora_dropout": 0.1}  # fmt: skip
+    straight = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "a", **common))
+    straight.train()
+    expected = straight.trainable_state()
+
+    killed = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "b", **common))
+    assert killed.train(stop_after_steps=3) is None  # step 3 is lost: the last checkpoint is step 2
+    assert not (tmp_path / "b" / "final").exists()
+    with pytest.raises(FileExistsError, match="--resume_from_checkpoint latest"):
+        LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "b", **common)).setup()
+    resumed = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "b", resume_from_checkpoint="latest", **common))
+    resumed.train()
+    got = resumed.trainable_state()
+    assert set(got) == set(expected)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6)
+    a, b = read_metrics(tmp_path / "a" / "metrics.jsonl"), read_metrics(tmp_path / "b" / "metrics.jsonl")
+    assert [r["step"] for r in b] == list(range(1, 7))
+    assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], abs=1e-5)
+
+
+@pytest.mark.parametrize("export", ["merged", "adapter"])
+def test_export_loads_with_from_pretrained(tiny_dir, toy_data, tmp_path, export):
+    trainer = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "out", export=export, objective="contrastive",
+                                  max_steps=2))  # fmt: skip
+    final = trainer.train()
+    files = {p.name for p in final.iterdir()}
+    assert "laser_config.json" in files and not any(f.endswith(".bin") for f in files)
+    assert ("adapter_config.json" in files) == (export == "adapter")
+    loaded = LaSEREncoder.from_pretrained(final, device="cpu")
+    assert loaded.config.num_thinking_steps == 1  # contrastive trains and exports last-token pooling
+    live = LaSEREncoder(trainer.backbone, trainer.tokenizer, trainer.laser_config)
+    texts = ["which idea: prime numbers"]
+    torch.testing.assert_close(
+        torch.from_numpy(loaded.encode_queries(texts)), torch.from_numpy(live.encode_queries(texts)), atol=1e-5, rtol=0
+    )
+
+
+def test_bad_config_errors_name_the_key():
+    with pytest.raises(ValueError, match=r"Unknown config keys \['lr'\].*Valid keys are"):
+        build_config({"lr": 1, "model": "m", "train_data": "d", "output_dir": "o"})
+    with pytest.raises(ValueError, match="max_steps must be a int, got 'many'"):
+        build_config({"max_steps": "many", "model": "m", "train_data": "d", "output_dir": "o"})
+    with pytest.raises(ValueError, match=r"export: invalid value 'gguf'. Valid values are: \['merged', 'adapter'\]"):
+        build_config({"export": "gguf", "model": "m", "train_data": "d", "output_dir": "o"})
+    with pytest.raises(ValueError, match=r"Missing required config keys \['train_data'\]"):
+        build_config({"model": "m", "output_dir": "o"})
+    with pytest.raises(ValueError, match="export: adapter needs lora: true"):
+        build_config({"model": "m", "train_data": "d", "output_dir": "o", "lora": False, "export": "adapter"})
+    assert build_config({"model": "m", "train_data": "d", "output_dir": "o", "learning_rate": "2e-5"}).train.learning_rate == 2e-5
+
+
+def test_bad_data_stops_before_anything_is_written(tiny_dir, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "q", "positives": ["a"]}\n{"query": "q2"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="bad.jsonl line 2: missing field .positives."):
+        LaSERTrainer(config(tiny_dir, bad, tmp_path / "out")).train()
+    assert not (tmp_path / "out").exists()
+
+
+def test_objective_needing_rationales_without_any(tiny_dir, tmp_path):
+    data = tmp_path / "plain.jsonl"
+    data.write_text("".join(json.dumps({"query": f"q{i}", "positives": [DOCS[i]]}) + "\n" for i in range(8)))
+    with pytest.raises(DataError, match="no training query has one.*laser-train reason"):
+        LaSERTrainer(config(tiny_dir, data, tmp_path / "out")).train()
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_end_to_end(tiny_dir, toy_data, tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"model": str(tiny_dir), "train_data": str(toy_data), "per_device_batch_size": 4,
+                                      "lora_r": 4, "explicit_max_length": 128, "progress_bar": False}))  # fmt: skip
+    out = tmp_path / "run"
+    assert main(["--config", str(recipe), "--output_dir", str(out), "--max_steps", "2", "--save_steps", "1"]) == 0
+    assert LaSEREncoder.from_pretrained(out / "final").config.num_thinking_steps == 3
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]
+    assert yaml.safe_load((out / "train_config.yaml").read_text())["lora_r"] == 4
+    assert main(["--config", str(recipe), "--output_dir", str(out), "--bogus", "1"]) == 2
+    assert "Unknown config keys ['--bogus', '1']" in capsys.readouterr().err
+    assert main(["--config", str(recipe), "--output_dir", str(tmp_path / "x"), "--objective", "full"]) == 2
+    assert "Valid objectives are" in capsys.readouterr().err
