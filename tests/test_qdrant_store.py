@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -105,3 +107,27 @@ def test_bad_connection_arguments(kwargs, error, match):
         open_client(**kwargs)
     with pytest.raises(error, match=match):
         open_document_store(embedding_dim=4, **kwargs)
+
+
+def test_a_folder_held_by_another_process_gets_a_clear_error(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_FOLDER, str(tmp_path / "q")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(StorageLockedError, match=r"'.*q' is already opened by another process"):
+            open_document_store(path=tmp_path / "q", embedding_dim=4)
+    finally:
+        holder.communicate("", timeout=60)  # closing its stdin lets it exit and release the folder
+    open_document_store(path=tmp_path / "q", embedding_dim=4).close()
+
+
+HOLD_FOLDER = """
+import sys
+from qdrant_client import QdrantClient
+client = QdrantClient(path=sys.argv[1])
+print("holding", flush=True)
+sys.stdin.read()
+client.close()
+"""

@@ -29,6 +29,16 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--collection", default=DEFAULT_COLLECTION, help="collection name (default: %(default)s)")
 
 
+def missing_haystack() -> str | None:
+    """An install hint when the Haystack extra (which the CLI runs on) is missing, else None."""
+    try:
+        import haystack  # noqa: F401
+        import haystack_integrations.document_stores.qdrant  # noqa: F401
+    except ImportError as e:
+        return f"{e.name or e} is not installed; install it with pip: `pip install laser-integrations[haystack]`."
+    return None
+
+
 def embedder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """Init arguments of the LaSER Haystack components from the command line."""
     from haystack.utils import ComponentDevice

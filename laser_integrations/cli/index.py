@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._qdrant_args import add_model_arguments, add_store_arguments, embedder_kwargs, store_kwargs, where
+from ._qdrant_args import add_model_arguments, add_store_arguments, embedder_kwargs, missing_haystack, store_kwargs, where
 
 ID_KEYS = ("_id", "id", "doc_id", "docid")
 TEXT_KEYS = ("text", "contents", "content")
@@ -102,6 +102,9 @@ def _chunks(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[
 
 
 def run(args: argparse.Namespace) -> int:
+    if hint := missing_haystack():
+        print(f"laser index: {hint}", file=sys.stderr)
+        return 1
     from haystack import Document
     from haystack.document_stores.types import DuplicatePolicy
     from tqdm.auto import tqdm

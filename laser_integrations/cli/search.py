@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ._qdrant_args import add_model_arguments, add_store_arguments, embedder_kwargs, store_kwargs, where
+from ._qdrant_args import add_model_arguments, add_store_arguments, embedder_kwargs, missing_haystack, store_kwargs, where
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -30,6 +30,9 @@ def _snippet(text: str, width: int = 100) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if hint := missing_haystack():
+        print(f"laser search: {hint}", file=sys.stderr)
+        return 1
     from haystack_integrations.components.embedders.laser import LaSERTextEmbedder
     from haystack_integrations.components.retrievers.laser import LaSERRetriever
 
