@@ -29,8 +29,9 @@ def run_train(args: argparse.Namespace) -> int:
     from .trainer import LaSERTrainer
 
     config = config_from_args(args)
-    out = LaSERTrainer(config).train()
-    if out is not None:
+    trainer = LaSERTrainer(config)
+    out = trainer.train()
+    if out is not None and trainer.accelerator.is_main_process:
         print(f"Exported to {out}")
     return 0
 

@@ -234,7 +234,10 @@ class LaSERTrainer:
         optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
         scheduler = get_linear_schedule_with_warmup(optimizer, round(t.warmup_ratio * self.total_steps),
                                                     self.total_steps)  # fmt: skip
-        self.dual, self.optimizer, self.scheduler = acc.prepare(dual, optimizer, scheduler)
+        # The scheduler stays unwrapped: accelerate's wrapper steps it once per process, but total_steps already
+        # counts global optimizer steps.
+        self.dual, self.optimizer = acc.prepare(dual, optimizer)
+        self.scheduler = scheduler
         self.step = 0
         if self.resume_from is not None:
             self._load_checkpoint(self.resume_from)
@@ -343,6 +346,10 @@ class LaSERTrainer:
         acc, t = self.accelerator, self.config.train
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+            if self.resume_from is None and self.step == 0:
+                # A fresh start (overwrite_output_dir): no metrics or checkpoints of an earlier run survive.
+                (self.output_dir / METRICS).unlink(missing_ok=True)
+                shutil.rmtree(self.output_dir / CHECKPOINTS, ignore_errors=True)
             (self.output_dir / "train_config.yaml").write_text(
                 yaml.safe_dump(self.config.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8"
             )
