@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         "index",
         help="embed a corpus (JSONL or BEIR folder) into Qdrant, resumably",
-        description=__doc__.splitlines()[0],
+        description=__doc__.splitlines()[0].replace("``", ""),
         epilog="CORPUS lines look like {\"_id\": \"d1\", \"title\": \"...\", \"text\": \"...\"} (BEIR's corpus.jsonl).",
     )
     parser.add_argument("corpus", type=Path, metavar="CORPUS", help="a .jsonl file, or a BEIR folder holding corpus.jsonl")

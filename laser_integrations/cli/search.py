@@ -13,7 +13,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         "search",
         help="search an indexed collection and print the top hits",
-        description=__doc__.splitlines()[0],
+        description=__doc__.splitlines()[0].replace("``", ""),
     )
     parser.add_argument("query", metavar="QUESTION", help="the question or search text")
     add_model_arguments(parser)
