@@ -22,6 +22,7 @@ from laser_integrations.training.losses import downsample_indices
 
 DOCS = ["the prime numbers", "a prefix code", "entropy measures information", "the product rule"]
 
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Tiny models on shared cores: one intra-op thread is an order of magnitude faster than two."""
@@ -29,7 +30,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -43,7 +43,9 @@ def formatter() -> Formatter:
 
 
 def test_jsonl_records_texts_and_ids(tmp_path):
-    corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"_id": f"d{i}", "title": "T", "text": t} for i, t in enumerate(DOCS)])
+    corpus = write_jsonl(
+        tmp_path / "corpus.jsonl", [{"_id": f"d{i}", "title": "T", "text": t} for i, t in enumerate(DOCS)]
+    )
     data = write_jsonl(tmp_path / "train.jsonl", [
         {"query": "q1", "reasoning": "r", "positives": ["d0"], "negatives": ["d1", {"text": "inline text"}]},
         {"query": "q2", "instruction": "Find", "positives": ["d2"]},
@@ -61,7 +63,10 @@ def test_jsonl_records_texts_and_ids(tmp_path):
         ({"positives": ["a"]}, "line 2: missing field 'query'"),
         ({"query": "q", "positives": []}, "line 2: field 'positives' must hold at least one document"),
         ({"query": "q", "positives": "a"}, "line 2: field 'positives' must be a list"),
-        ({"query": "q", "positives": ["a"], "negatives": [3]}, r"line 2: field 'negatives'\[0\] must be a non-empty string"),
+        (
+            {"query": "q", "positives": ["a"], "negatives": [3]},
+            r"line 2: field 'negatives'\[0\] must be a non-empty string",
+        ),
         ({"query": 5, "positives": ["a"]}, "line 2: field 'query' must be a string"),
         ({"query": "q", "positives": ["a"], "pos": []}, r"line 2: unknown fields \['pos'\]"),
         ("{not json", "line 2: not valid JSON"),
@@ -120,7 +125,7 @@ def test_hf_disk_official_layout(tmp_path):
          "positive_passages": [{"docid": "1", "title": "Kraft", "text": "inequality"}],
          "negative_passages": [{"docid": "2", "title": "", "text": "entropy"}]},
     ]).save_to_disk(str(tmp_path / "hf"))  # fmt: skip
-    (ex,), pool = load_training_data(tmp_path / "hf")
+    (ex,), _ = load_training_data(tmp_path / "hf")
     assert (ex.query, ex.instruction, ex.reasoning) == ("q", "Find the theorem", "think\n\nmore")
     assert ex.positives == ["Kraft inequality"] and ex.negatives == ["entropy"]
 
@@ -165,7 +170,9 @@ def test_collator_groups_positions_and_determinism(tmp_path):
     enc = tiny_encoder(config=LaSERConfig.from_preset("plain"))
     folder = make_beir(tmp_path / "beir")
     examples, pool = load_training_data(folder)
-    collate = DualViewCollator(enc.formatter, enc.pad, examples, pool, num_thinking_steps=3, negatives_per_query=2, seed=1)
+    collate = DualViewCollator(
+        enc.formatter, enc.pad, examples, pool, num_thinking_steps=3, negatives_per_query=2, seed=1
+    )
     group = collate.group(1, epoch=0)
     assert group[0] == DOCS[1] and DOCS[1] not in group[1:] and len(set(group)) == 3
     assert collate.group(1, epoch=0) == group  # the same draw for a resumed run

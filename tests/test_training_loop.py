@@ -26,6 +26,7 @@ DOCS = [
     "question answer theorem proof lemma corollary",
 ]
 
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Tiny models on shared cores: one intra-op thread is an order of magnitude faster than two."""
@@ -35,11 +36,12 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("training") / "tiny"
-    tiny_encoder("qwen3", config=LaSERConfig.from_preset("plain", query_max_length=48, document_max_length=48)).save_pretrained(folder)
+    tiny_encoder(
+        "qwen3", config=LaSERConfig.from_preset("plain", query_max_length=48, document_max_length=48)
+    ).save_pretrained(folder)
     return folder
 
 
@@ -49,7 +51,11 @@ def toy_data(tmp_path_factory) -> Path:
     rows = []
     for i in range(16):
         doc = DOCS[i % 8]
-        row = {"query": f"which idea: {' '.join(doc.split()[1:3])}", "positives": [doc], "negatives": [DOCS[(i + 3) % 8]]}
+        row = {
+            "query": f"which idea: {' '.join(doc.split()[1:3])}",
+            "positives": [doc],
+            "negatives": [DOCS[(i + 3) % 8]],
+        }
         if i % 2 == 0:
             row["reasoning"] = f"it is about {doc.split()[1]}\n\nso the answer mentions {doc.split()[-1]}\n\ndone"
         rows.append(json.dumps(row))
@@ -170,7 +176,10 @@ def test_bad_config_errors_name_the_key():
         build_config({"model": "m", "output_dir": "o"})
     with pytest.raises(ValueError, match="export: adapter needs lora: true"):
         build_config({"model": "m", "train_data": "d", "output_dir": "o", "lora": False, "export": "adapter"})
-    assert build_config({"model": "m", "train_data": "d", "output_dir": "o", "learning_rate": "2e-5"}).train.learning_rate == 2e-5
+    assert (
+        build_config({"model": "m", "train_data": "d", "output_dir": "o", "learning_rate": "2e-5"}).train.learning_rate
+        == 2e-5
+    )
 
 
 def test_bad_data_stops_before_anything_is_written(tiny_dir, tmp_path):

@@ -58,9 +58,7 @@ def test_output_kl_equals_hand_computation_and_detaches_teacher():
     teacher = [[0.9, 0.1, 0.3], [0.2, 0.5, 0.4]]
     student = [[0.5, 0.4, 0.1], [0.1, 0.2, 0.9]]
     tau = 0.2
-    expected = [
-        _kl(_softmax([x / tau for x in t]), _softmax([x / tau for x in s])) for t, s in zip(teacher, student)
-    ]
+    expected = [_kl(_softmax([x / tau for x in t]), _softmax([x / tau for x in s])) for t, s in zip(teacher, student)]
     t = torch.tensor(teacher, requires_grad=True)
     s = torch.tensor(student, requires_grad=True)
     got = output_kl(t, s, tau)

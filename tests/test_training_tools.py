@@ -6,6 +6,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -35,7 +36,9 @@ def make_beir(folder: Path, n: int = 6) -> Path:
     (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"about {docs[i]}?"}) + "\n"
                                                   for i in range(n)))  # fmt: skip
     (folder / "qrels").mkdir()
-    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(n)))
+    (folder / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(n))
+    )
     (folder / "reasoning.jsonl").write_text(json.dumps({"_id": "q0", "reasoning": "already here"}) + "\n")
     return folder
 
@@ -74,9 +77,9 @@ def test_local_generator_through_the_cli(tmp_path):
 
 
 class _Chat(BaseHTTPRequestHandler):
-    seen: list = []
+    seen: ClassVar[list] = []
 
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _Chat.seen.append((self.path, self.headers.get("Authorization"), body))
         answer = {"choices": [{"message": {"content": " step one\n\nstep two "}}]}
@@ -121,7 +124,7 @@ def test_mine_excludes_positives_and_respects_the_window(tmp_path):
                               show_progress=False)  # fmt: skip
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 6 and rows[0]["reasoning"] == "already here"
-    docs = list(json.loads(line)["text"] for line in (folder / "corpus.jsonl").read_text().splitlines())
+    docs = [json.loads(line)["text"] for line in (folder / "corpus.jsonl").read_text().splitlines()]
     d = encoder.encode_documents(docs)
     for row in rows:
         assert len(row["negatives"]) == 2 and row["positives"][0] not in row["negatives"]

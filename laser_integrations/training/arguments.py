@@ -20,7 +20,7 @@ from .losses import DOWNSAMPLE_RULES
 from .objectives import get_objective
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - mirrors dataclasses' metadata name
+def _f(default: Any, help: str, **kw: Any) -> Any:
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
     return field(default=default, metadata={"help": help, **kw})
@@ -38,7 +38,9 @@ class ModelArguments:
     lora_target_modules: str = _f("all-linear", "LoRA targets: 'all-linear' or comma-separated module names")
     dtype: str = _f("float32", "dtype of the loaded weights (mixed precision is set by bf16)")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
-    teacher_model: str | None = _f(None, "frozen_teacher only: a separate frozen teacher checkpoint (default: the starting backbone)")
+    teacher_model: str | None = _f(
+        None, "frozen_teacher only: a separate frozen teacher checkpoint (default: the starting backbone)"
+    )
 
 
 @dataclass
@@ -49,7 +51,9 @@ class DataArguments:
     split: str = _f("train", "BEIR qrels split")
     instruction: str | None = _f(None, "query instruction when a record has none (default: the LaSER config's)")
     negatives_per_query: int = _f(1, "hard negatives per query (missing ones are sampled from the document pool)")
-    missing_reasoning: str = _f("skip_explicit", "queries without a rationale: skip_explicit (latent terms only) | drop")
+    missing_reasoning: str = _f(
+        "skip_explicit", "queries without a rationale: skip_explicit (latent terms only) | drop"
+    )
     reasoning_separator: str = _f("\n\n", "separator between rationale segments (trajectory targets)")
     explicit_max_length: int = _f(1024, "token budget of the explicit view (query + rationale + EOS)")
     max_examples: int | None = _f(None, "use only the first N records (smoke tests)")
@@ -57,7 +61,10 @@ class DataArguments:
 
 @dataclass
 class LossArguments:
-    objective: str = _f("laser", "laser | no_explicit_view | no_latent_view | no_trajectory | no_output_kd | frozen_teacher | contrastive")
+    objective: str = _f(
+        "laser",
+        "laser | no_explicit_view | no_latent_view | no_trajectory | no_output_kd | frozen_teacher | contrastive",
+    )
     temperature: float = _f(0.02, "tau of both InfoNCE terms")
     temperature_kd: float = _f(0.02, "tau_kd of output distillation")
     temperature_mid: float = _f(0.05, "temperature of trajectory alignment")
@@ -111,7 +118,11 @@ class TrainConfig:
     train: TrainingArguments
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for group in (self.model, self.data, self.loss, self.train) for k, v in dataclasses.asdict(group).items()}
+        return {
+            k: v
+            for group in (self.model, self.data, self.loss, self.train)
+            for k, v in dataclasses.asdict(group).items()
+        }
 
 
 def all_fields() -> dict[str, tuple[type, dataclasses.Field]]:
@@ -198,7 +209,9 @@ def validate(config: TrainConfig, source: str = "config") -> None:
     values = config.to_dict()
     missing = [k for k in REQUIRED if not values[k]]
     if missing:
-        msg = f"Missing required config keys {missing} in {source}; set them in the YAML file or as --{missing[0]} VALUE."
+        msg = (
+            f"Missing required config keys {missing} in {source}; set them in the YAML file or as --{missing[0]} VALUE."
+        )
         raise ValueError(msg)
     get_objective(config.loss.objective)
     positive = ("num_thinking_steps", "per_device_batch_size", "gradient_accumulation_steps", "explicit_max_length",

@@ -6,7 +6,6 @@ gradients. The explicit view is one forward pass over query + rationale + EOS.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 

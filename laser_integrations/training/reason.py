@@ -22,7 +22,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +67,9 @@ def load_queries(data: str | os.PathLike, split: str | None = None) -> tuple[lis
     return out, existing
 
 
-def local_generator(model: str, *, max_new_tokens: int = 256, device: str | None = None) -> Callable[[list[str]], list[str]]:
+def local_generator(
+    model: str, *, max_new_tokens: int = 256, device: str | None = None
+) -> Callable[[list[str]], list[str]]:
     """Batched greedy generation with a local causal LM (chat template when the tokenizer has one)."""
     import torch
 
@@ -101,7 +102,9 @@ def _env(names: tuple[str, ...]) -> str | None:
     return next((os.environ[n] for n in names if os.environ.get(n)), None)
 
 
-def http_generator(model: str, *, max_new_tokens: int = 256, timeout: float = 120.0) -> Callable[[list[str]], list[str]]:
+def http_generator(
+    model: str, *, max_new_tokens: int = 256, timeout: float = 120.0
+) -> Callable[[list[str]], list[str]]:
     """An OpenAI-compatible chat completions endpoint (URL and key from the environment)."""
     base = _env(URL_ENVS)
     if not base:
@@ -156,7 +159,10 @@ def write_rationales(
     todo = [(qid, q) for qid, q in queries if qid not in done]
     output.parent.mkdir(parents=True, exist_ok=True)
     written = 0
-    with output.open("a", encoding="utf-8") as f, tqdm(total=len(todo), desc="Reasoning", disable=not show_progress) as bar:
+    with (
+        output.open("a", encoding="utf-8") as f,
+        tqdm(total=len(todo), desc="Reasoning", disable=not show_progress) as bar,
+    ):
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             texts = generate([prompt.format(query=q) for _, q in chunk])
