@@ -176,6 +176,8 @@ def test_bad_config_errors_name_the_key():
         build_config({"model": "m", "output_dir": "o"})
     with pytest.raises(ValueError, match="export: adapter needs lora: true"):
         build_config({"model": "m", "train_data": "d", "output_dir": "o", "lora": False, "export": "adapter"})
+    with pytest.raises(ValueError, match=r"laser_config has unknown keys \['suffix'\]"):
+        build_config({"model": "m", "train_data": "d", "output_dir": "o", "laser_config": {"suffix": ""}})
     assert (
         build_config({"model": "m", "train_data": "d", "output_dir": "o", "learning_rate": "2e-5"}).train.learning_rate
         == 2e-5

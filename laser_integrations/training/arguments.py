@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ..config import LaSERConfig
 from .losses import DOWNSAMPLE_RULES
 from .objectives import get_objective
 
@@ -214,6 +215,10 @@ def validate(config: TrainConfig, source: str = "config") -> None:
         )
         raise ValueError(msg)
     get_objective(config.loss.objective)
+    unknown = sorted(set(config.model.laser_config) - set(LaSERConfig.config_keys()))
+    if unknown:
+        msg = f"laser_config has unknown keys {unknown} ({source}). Valid keys are: {LaSERConfig.config_keys()}."
+        raise ValueError(msg)
     positive = ("num_thinking_steps", "per_device_batch_size", "gradient_accumulation_steps", "explicit_max_length",
                 "logging_steps", "lora_r", "lora_alpha", "save_total_limit")  # fmt: skip
     for key in positive:

@@ -146,7 +146,7 @@ class LaSERTrainer:
         path = resolve_model_path(m.model)
         model, tokenizer, laser_config = load_model_and_tokenizer(path, device=device, dtype=m.dtype)
         base = default_laser_config(m.model) or laser_config
-        laser_config = base.replace(**m.laser_config, num_thinking_steps=self.k)
+        laser_config = base.replace(**{**m.laser_config, "num_thinking_steps": self.k})
         model.config.use_cache = False
         return model, tokenizer, laser_config
 
