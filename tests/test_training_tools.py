@@ -135,3 +135,20 @@ def test_mine_excludes_positives_and_respects_the_window(tmp_path):
     assert len(examples[3].negatives) == 2
     with pytest.raises(ValueError, match="rank window"):
         mine_hard_negatives(encoder, folder, tmp_path / "x.jsonl", rank_start=5, rank_end=5)
+
+
+def test_jsonl_records_get_rationales_merged(tmp_path):
+    from laser_integrations.training.reason import merge_into_jsonl
+
+    records = tmp_path / "train.jsonl"
+    records.write_text(
+        json.dumps({"query": "a", "positives": ["x"]}) + "\n"
+        + json.dumps({"_id": "k", "query": "b", "positives": ["y"], "reasoning": "mine"}) + "\n"
+    )  # fmt: skip
+    queries, existing = load_queries(records)
+    assert queries == [("1", "a"), ("k", "b")] and existing == {"k": "mine"}
+    n = write_rationales(queries, tmp_path / "r.jsonl", lambda ps: ["written"] * len(ps), existing=existing,
+                         show_progress=False)  # fmt: skip
+    assert n == 1
+    merged = merge_into_jsonl(records, tmp_path / "r.jsonl", tmp_path / "merged.jsonl")
+    assert [ex.reasoning for ex in load_training_data(merged)[0]] == ["written", "mine"]
