@@ -176,8 +176,8 @@ class LaSEREncoder:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
-        truncated = 0
-        with tqdm(total=len(texts), desc=f"Embedding {kind}s", unit=kind, disable=not show_progress) as bar:
+        truncated, plural = 0, "queries" if kind == "query" else "documents"
+        with tqdm(total=len(texts), desc=f"Embedding {plural}", unit=kind, disable=not show_progress) as bar:
             # Tokenise a chunk at a time so a large corpus never holds all its token ids at once.
             for chunk_start in range(0, len(texts), self.chunk_size):
                 chunk = texts[chunk_start : chunk_start + self.chunk_size]
@@ -194,7 +194,7 @@ class LaSEREncoder:
         if truncated:
             logger.warning(
                 "%d of %d %s were longer than %s_max_length=%d tokens and were truncated (the template is kept).",
-                truncated, len(texts), "queries" if kind == "query" else "documents", kind,
+                truncated, len(texts), plural, kind,
                 self.formatter.max_length(kind),
             )  # fmt: skip
         return out
