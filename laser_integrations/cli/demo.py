@@ -33,9 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--data", type=Path, default=DEMO_DATA,
                         help="a BEIR folder with qrels/train.tsv and qrels/test.tsv (default: the shipped demo data)")
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--max-steps", type=int, default=None, help="training steps (default: --num-epochs)")
-    budget.add_argument("--num-epochs", type=float, default=None,
-                        help=f"training epochs (default: {DEMO_TRAINING['num_epochs']})")  # fmt: skip
+    budget.add_argument("--max-steps", type=int, default=None,
+                        help=f"training steps (default: {DEMO_TRAINING['max_steps']}, sized for 2 CPU cores)")
+    budget.add_argument("--num-epochs", type=float, default=None, help="train this many epochs instead of --max-steps")
     parser.add_argument("--questions", type=int, default=5, help="test questions shown side by side (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=3, help="hits shown per model and question (default: %(default)s)")
     parser.add_argument("--rebuild", action="store_true", help="delete what earlier runs built in --workdir first")
@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     try:
         run_demo(options)
-    except (FileNotFoundError, FileExistsError, ValueError, StorageLockedError, CollectionDimensionError) as e:
+    except (OSError, ValueError, StorageLockedError, CollectionDimensionError) as e:
+        # Bad data or options, a locked Qdrant folder, a checkpoint that cannot be loaded: one line, no traceback.
         print(f"laser demo: error: {e}", file=sys.stderr)
         return 1
     return 0

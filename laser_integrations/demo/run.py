@@ -49,9 +49,10 @@ GGUF_INPUT_FORMAT: dict[str, Any] = {"use_chat_template": False, "chat_suffix": 
 HUB_TIMEOUT_S = 3.0
 
 # The demo's training recipe: trainer config keys (laser_integrations.training.arguments), in one place so a tuned
-# recipe can replace it. Sized for ~10 minutes end to end on 2 CPU cores with SmolLM2-135M: LoRA r=16, 128-token
-# queries/documents, the full dual-view objective, 2 epochs of the 160 training questions (40 steps). bf16 autocast
-# is turned on where it pays (see training_values).
+# recipe can replace it. Sized for ~10 minutes end to end on 2 AVX2 CPU cores with SmolLM2-135M, where one step of
+# the full dual-view objective on 8 questions costs ~70 CPU-seconds: LoRA r=16, 128-token queries/documents, 12 steps
+# (96 of the 160 training questions) at a high LoRA learning rate. On CPUs with AMX a step is several times cheaper:
+# raise max_steps (or use num_epochs with max_steps -1). bf16 autocast is turned on where it pays (training_values).
 DEMO_TRAINING: dict[str, Any] = {
     "laser_config": {"query_max_length": 128, "document_max_length": 128},
     "objective": "laser",
@@ -63,8 +64,8 @@ DEMO_TRAINING: dict[str, Any] = {
     "bf16": "auto",
     "per_device_batch_size": 8,
     "gradient_accumulation_steps": 1,
-    "num_epochs": 2,
-    "learning_rate": 2e-4,
+    "max_steps": 12,
+    "learning_rate": 3e-4,
     "warmup_ratio": 0.1,
     "negatives_per_query": 0,  # in-batch negatives only: random extra ones cost 8 more documents a step
     "missing_reasoning": "skip_explicit",
@@ -221,7 +222,7 @@ def training_values(backbone: str, data: Path, output_dir: Path, options: DemoOp
     if values["bf16"] == "auto" and not torch.cuda.is_available() and cpu_has_native_bf16():
         values["bf16"] = "true"  # the trainer's "auto" means CUDA only; CPUs with AMX train faster with autocast
     if options.num_epochs is not None:
-        values["num_epochs"] = options.num_epochs
+        values.update(num_epochs=options.num_epochs, max_steps=-1)  # epochs, not the recipe's step count
     if options.max_steps is not None:
         values["max_steps"] = options.max_steps
     return values
@@ -282,7 +283,7 @@ def read_json(path: Path) -> Any:
 
 @dataclass
 class IndexedModel:
-    """One model's side of the comparison: its name, label, Qdrant store and query pipeline."""
+    """One model's side of the comparison: its slot, label, checkpoint and Qdrant store."""
 
     slot: str
     label: str
