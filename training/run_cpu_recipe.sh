@@ -10,9 +10,11 @@ OUT=runs/cpu-results.jsonl
 LOG=runs/cpu-recipe.log
 mkdir -p runs
 stamp() { echo "$(date -u +%FT%TZ) $*" | tee -a "$LOG"; }
+if [ -z "${SKIP_UNTRAINED:-}" ]; then
 stamp "eval untrained backbone"
 python training/evaluate_beir.py --model smollm2-135m-offline --data "$DATA" --split dev --name untrained-K3 --output "$OUT"
 python training/evaluate_beir.py --model smollm2-135m-offline --data "$DATA" --split dev --name untrained-K1 --num_thinking_steps 1 --output "$OUT"
+fi
 stamp "train contrastive"
 laser-train --config training/cpu_smollm2_theoremqa.yaml --objective contrastive --output_dir runs/cpu-smollm2-contrastive --overwrite_output_dir true --progress_bar false --num_epochs "$EPOCHS" $EXTRA
 stamp "eval contrastive"
