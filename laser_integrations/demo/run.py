@@ -49,10 +49,10 @@ GGUF_INPUT_FORMAT: dict[str, Any] = {"use_chat_template": False, "chat_suffix": 
 HUB_TIMEOUT_S = 3.0
 
 # The demo's training recipe: trainer config keys (laser_integrations.training.arguments), in one place so a tuned
-# recipe can replace it. Sized for ~10 minutes end to end on 2 AVX2 CPU cores with SmolLM2-135M, where one step of
-# the full dual-view objective on 8 questions costs ~70 CPU-seconds: LoRA r=16, 128-token queries/documents, 12 steps
-# (96 of the 160 training questions) at a high LoRA learning rate. On CPUs with AMX a step is several times cheaper:
-# raise max_steps (or use num_epochs with max_steps -1). bf16 autocast is turned on where it pays (training_values).
+# recipe can replace it. Sized for well under 10 minutes end to end on 2 AVX2 CPU cores with SmolLM2-135M, where one
+# step of the full dual-view objective on 8 questions takes ~13 s on quiet cores and several times that on shared
+# ones: LoRA r=16, 128-token queries/documents, 12 steps (96 of the 160 training questions) at a high LoRA learning
+# rate. With time to spare, raise max_steps (or train by num_epochs). bf16 autocast is on where it pays (training_values).
 DEMO_TRAINING: dict[str, Any] = {
     "laser_config": {"query_max_length": 128, "document_max_length": 128},
     "objective": "laser",
@@ -95,8 +95,8 @@ class DemoOptions:
             released checkpoint's base model when that is used. Giving one means "train from it" unless
             ``model`` is given too.
         data: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/train.tsv, qrels/test.tsv, reasoning.jsonl).
-        max_steps: training steps (overrides ``num_epochs``).
-        num_epochs: training epochs (default: :data:`DEMO_TRAINING`'s).
+        max_steps: training steps (default: :data:`DEMO_TRAINING`'s).
+        num_epochs: train this many epochs instead of a number of steps.
         questions: how many test questions to show side by side (all are scored).
         top_k: hits shown per model and question.
         rebuild: delete what earlier runs built in ``workdir`` and start over.
