@@ -132,6 +132,8 @@ def main() -> None:
     parser.add_argument("--num-layers", type=int, default=28, help="28 = Qwen3-0.6B")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cases", nargs="+", default=["batch128", "batch512", "single"],
+                        choices=["batch128", "batch512", "single"], help="which inputs to time")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     parser.add_argument("--shared", type=Path, default=shared_dir(), help="folder holding tokenizers/qwen3")
     args = parser.parse_args()
@@ -141,11 +143,16 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(qwen3) if qwen3 and qwen3.is_dir() else build_bpe_tokenizer(30500)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, "
           f"layers {args.num_layers}, tokenizer {type(tokenizer).__name__}")  # fmt: skip
-    config = LaSERConfig(use_chat_template=False, chat_suffix="", query_template="{text}")
+    config = LaSERConfig(use_chat_template=False, chat_suffix="", query_template="{text}", document_max_length=1024)
+    all_cases = {
+        "batch128": ("32 x ~128 tokens", 32, 128),
+        "batch512": ("8 x ~512 tokens", 8, 512),
+        "single": ("1 x ~128 tokens (single query)", 1, 128),
+    }
     cases = {
-        "32 x ~128 tokens": (make_texts(tokenizer, 32, 128, 1), 32),
-        "8 x ~512 tokens": (make_texts(tokenizer, 8, 512, 2), 8),
-        "1 x ~128 tokens (single query)": (make_texts(tokenizer, 1, 128, 3), 1),
+        label: (make_texts(tokenizer, n, length, seed), n)
+        for seed, (key, (label, n, length)) in enumerate(all_cases.items())
+        if key in args.cases
     }
     bandwidth = memory_bandwidth_gbs() if args.device == "cpu" else None
     if bandwidth:
@@ -184,12 +191,13 @@ def main() -> None:
                 print(f"  per latent step: measured {step * 1e3:.1f} ms; weight-streaming floor "
                       f"{step_bytes / 1e9:.2f} GB / {bandwidth:.1f} GB/s = {floor * 1e3:.1f} ms "
                       f"({step / floor:.2f}x the floor)")  # fmt: skip
-        emb = encoder.encode_documents(cases["32 x ~128 tokens"][0], batch_size=32)
+        first_texts, first_batch = next(iter(cases.values()))
+        emb = encoder.encode_documents(first_texts, batch_size=first_batch)
         if "emb" not in reference:
             reference["emb"] = emb
         else:
             cos = 1 - (emb * reference["emb"]).sum(1)
-            print(f"cosine distance {dtype_name} vs {args.dtypes[0]} (32 texts): max {cos.max():.2e}, mean {cos.mean():.2e}")
+            print(f"cosine distance {dtype_name} vs {args.dtypes[0]} ({len(first_texts)} texts): max {cos.max():.2e}, mean {cos.mean():.2e}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ def smollm2_gguf() -> Path:
 
 def test_gguf_file_loads_encodes_and_saves_as_safetensors(smollm2_gguf: Path, tmp_path: Path) -> None:
     encoder = LaSEREncoder.from_pretrained(SMOLLM2_ALIAS, device="cpu")  # the alias resolves to the GGUF file
+    assert encoder.name_or_path is not None and smollm2_gguf.parent.name in encoder.name_or_path
     assert encoder.dimension == 576
     assert encoder.config == SMOLLM2_LASER_CONFIG  # the recipe's format, not the released Qwen3 preset
     texts = ["Why does a skater spin faster with her arms pulled in?", "Angular momentum is conserved."]
@@ -33,5 +34,3 @@ def test_gguf_file_loads_encodes_and_saves_as_safetensors(smollm2_gguf: Path, tm
     reloaded = LaSEREncoder.from_pretrained(tmp_path / "smollm2", device="cpu", num_thinking_steps=5)
     assert reloaded.config == SMOLLM2_LASER_CONFIG.replace(num_thinking_steps=5)
     np.testing.assert_allclose(reloaded.encode_documents(texts, num_thinking_steps=3), emb, atol=1e-5)
-    direct = LaSEREncoder.from_pretrained(smollm2_gguf, device="cpu")
-    np.testing.assert_allclose(direct.encode_documents(texts), emb, atol=1e-6)
