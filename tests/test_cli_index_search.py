@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from laser_integrations.cli.main import main
 from haystack_integrations.components.embedders.laser.backend import LaSEREmbedderBase
+from laser_integrations.cli.main import main
 from laser_integrations.qdrant import open_document_store
 
 CORPUS = [

@@ -30,17 +30,12 @@ def main() -> None:
     from ranx import Qrels, Run, evaluate
 
     from laser_integrations import LaSEREncoder
-    from laser_integrations.offline import default_laser_config, resolve_model_path
     from laser_integrations.training.data import load_corpus
 
     started = time.perf_counter()
-    overrides = {}
-    default = default_laser_config(args.model)
-    if default is not None:  # an untrained offline backbone: the recipe's input format
-        overrides = default.to_dict()
-    if args.num_thinking_steps:
-        overrides["num_thinking_steps"] = args.num_thinking_steps
-    encoder = LaSEREncoder.from_pretrained(resolve_model_path(args.model), device="cpu", **overrides)
+    overrides = {"num_thinking_steps": args.num_thinking_steps} if args.num_thinking_steps else {}
+    # An offline alias loads with its recipe's input format (from_pretrained resolves both).
+    encoder = LaSEREncoder.from_pretrained(args.model, device="cpu", **overrides)
     folder = Path(args.data)
     corpus = load_corpus(folder)
     queries = {}

@@ -13,7 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._qdrant_args import add_model_arguments, add_store_arguments, embedder_kwargs, missing_haystack, store_kwargs, where
+from ._qdrant_args import (
+    add_model_arguments,
+    add_store_arguments,
+    embedder_kwargs,
+    missing_haystack,
+    store_kwargs,
+    where,
+)
 
 ID_KEYS = ("_id", "id", "doc_id", "docid")
 TEXT_KEYS = ("text", "contents", "content")

@@ -6,7 +6,14 @@ import argparse
 import json
 import sys
 
-from ._qdrant_args import add_model_arguments, add_store_arguments, embedder_kwargs, missing_haystack, store_kwargs, where
+from ._qdrant_args import (
+    add_model_arguments,
+    add_store_arguments,
+    embedder_kwargs,
+    missing_haystack,
+    store_kwargs,
+    where,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

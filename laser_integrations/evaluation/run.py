@@ -104,13 +104,9 @@ def load_model(
     if is_sentence_transformers_folder(text):
         return SentenceTransformerBaseline(text, device=device)
     from ..encoder import LaSEREncoder
-    from ..offline import default_laser_config, resolve_model_path
 
-    overrides: dict[str, Any] = {}
-    preset = default_laser_config(text)
-    if preset is not None:
-        overrides = preset.to_dict()
-    return LaSEREncoder.from_pretrained(resolve_model_path(text), device=device, dtype=dtype, **overrides)
+    # from_pretrained resolves offline aliases and their input format itself.
+    return LaSEREncoder.from_pretrained(text, device=device, dtype=dtype)
 
 
 def _supports_k(model: Any) -> bool:

@@ -88,11 +88,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..encoder import LaSEREncoder
-    from ..offline import default_laser_config, resolve_model_path
-
-    overrides = default_laser_config(args.model)
-    encoder = LaSEREncoder.from_pretrained(resolve_model_path(args.model), device=args.device,
-                                           **(overrides.to_dict() if overrides else {}))  # fmt: skip
+    encoder = LaSEREncoder.from_pretrained(args.model, device=args.device)  # resolves offline aliases too
     out = mine_hard_negatives(encoder, args.data, args.output, split=args.split, num_negatives=args.num_negatives,
                               rank_start=args.rank_start, rank_end=args.rank_end, batch_size=args.batch_size)  # fmt: skip
     print(f"Wrote {out}")

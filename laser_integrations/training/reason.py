@@ -74,9 +74,7 @@ def local_generator(
     import torch
 
     from ..loading import load_model_and_tokenizer
-    from ..offline import resolve_model_path
-
-    lm, tokenizer, _ = load_model_and_tokenizer(resolve_model_path(model), device=device)
+    lm, tokenizer, _ = load_model_and_tokenizer(model, device=device)
     lm.eval()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:

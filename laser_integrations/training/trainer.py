@@ -36,7 +36,7 @@ from torch import nn
 from ..config import LaSERConfig
 from ..encoder import LaSEREncoder
 from ..loading import load_model_and_tokenizer, replace_folder, save_model_and_tokenizer
-from ..offline import default_laser_config, resolve_model_path
+from ..offline import resolve_model_path
 from .arguments import TrainConfig
 from .data import DataError, DualViewCollator, load_training_data
 from .model import DualViewModel, LossWeights
@@ -143,10 +143,9 @@ class LaSERTrainer:
 
     def _load_backbone(self, device: torch.device) -> tuple[nn.Module, Any, LaSERConfig]:
         m = self.config.model
-        path = resolve_model_path(m.model)
-        model, tokenizer, laser_config = load_model_and_tokenizer(path, device=device, dtype=m.dtype)
-        base = default_laser_config(m.model) or laser_config
-        laser_config = base.replace(**{**m.laser_config, "num_thinking_steps": self.k})
+        # Offline aliases and their recipe's input format are resolved by the loader.
+        model, tokenizer, laser_config = load_model_and_tokenizer(m.model, device=device, dtype=m.dtype)
+        laser_config = laser_config.replace(**{**m.laser_config, "num_thinking_steps": self.k})
         model.config.use_cache = False
         return model, tokenizer, laser_config
 
@@ -188,7 +187,7 @@ class LaSERTrainer:
         teacher = None
         if self.objective.frozen_teacher and (cfg.model.teacher_model or not cfg.model.lora):
             if cfg.model.teacher_model:
-                teacher = load_model_and_tokenizer(resolve_model_path(cfg.model.teacher_model), device=acc.device,
+                teacher = load_model_and_tokenizer(cfg.model.teacher_model, device=acc.device,
                                                    dtype=cfg.model.dtype)[0]  # fmt: skip
             else:
                 teacher = copy.deepcopy(model)
