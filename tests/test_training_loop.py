@@ -125,6 +125,51 @@ def test_loss_goes_down_on_a_toy_set(tiny_dir, toy_data, tmp_path):
     assert (out / "loss_curve.png").stat().st_size > 0
 
 
+def _terms(trainer: LaSERTrainer, batch: dict, scale: float = 1.0) -> dict[str, float]:
+    with torch.no_grad():
+        return {k: float(v) for k, v in trainer.dual(batch, distill_scale=scale).items()}
+
+
+@pytest.mark.parametrize("weighting", ["rationale_mean", "batch_share"])
+def test_loss_weights_follow_schedule_and_rationale_share(tiny_dir, toy_data, tmp_path, weighting):
+    trainer = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "out", explicit_weighting=weighting,
+                                  lambda_explicit=2.0, lambda_out=3.0, lambda_mid=0.5, lora_dropout=0.0))  # fmt: skip
+    trainer.setup()
+    batch = trainer.collator([0, 1, 2, 3], epoch=0, device=torch.device("cpu"))  # rows 0 and 2 have a rationale
+    share = 0.5 if weighting == "batch_share" else 1.0
+    for scale in (1.0, 0.25, 0.0):
+        t = _terms(trainer, batch, scale)
+        expected = t["cl_latent"] + share * (2.0 * t["cl_explicit"] + scale * (3.0 * t["kl_out"] + 0.5 * t["kl_mid"]))
+        assert t["loss"] == pytest.approx(expected, rel=1e-5)
+        assert t["explicit_fraction"] == 0.5
+
+
+def test_query_without_rationale_contributes_nothing_to_distillation(tiny_dir, toy_data, tmp_path):
+    trainer = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "out", explicit_weighting="batch_share",
+                                  lora_dropout=0.0))  # fmt: skip
+    trainer.setup()
+    batch = trainer.collator([0, 1, 2, 3], epoch=0, device=torch.device("cpu"))
+    assert batch["explicit_rows"].tolist() == [0, 2]
+    before = _terms(trainer, batch)
+    changed = dict(batch, query_ids=batch["query_ids"].clone())
+    changed["query_ids"][1, -3:] = torch.tensor([5, 6, 7])  # row 1 has no rationale: only L_cl^L sees it
+    after = _terms(trainer, changed)
+    assert after["cl_latent"] != pytest.approx(before["cl_latent"], rel=1e-6)
+    for term in ("cl_explicit", "kl_out", "kl_mid"):
+        assert after[term] == pytest.approx(before[term], rel=1e-6)
+
+
+def test_contrastive_warm_up_is_logged_and_keeps_distillation_off(tiny_dir, toy_data, tmp_path):
+    out = tmp_path / "out"
+    LaSERTrainer(config(tiny_dir, toy_data, out, max_steps=5, distill_warmup_steps=2, distill_ramp_steps=2,
+                        lora_dropout=0.0)).train()  # fmt: skip
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["distill_scale"] for r in records] == [0.0, 0.0, 0.5, 1.0, 1.0]
+    for r in records:
+        weights = 1.0 * r["cl_explicit"] + r["distill_scale"] * (10.0 * r["kl_out"] + 0.1 * r["kl_mid"])
+        assert r["loss"] == pytest.approx(r["cl_latent"] + weights, rel=1e-4)
+
+
 def test_killed_and_resumed_training_equals_uninterrupted(tiny_dir, toy_data, tmp_path):
     common = {"max_steps": 6, "save_steps": 2, "gradient_accumulation_steps": 2, "per_device_batch_size": 2,
               "lora_dropout": 0.1}  # fmt: skip
@@ -176,6 +221,10 @@ def test_bad_config_errors_name_the_key():
         build_config({"model": "m", "output_dir": "o"})
     with pytest.raises(ValueError, match="export: adapter needs lora: true"):
         build_config({"model": "m", "train_data": "d", "output_dir": "o", "lora": False, "export": "adapter"})
+    with pytest.raises(ValueError, match=r"explicit_weighting: invalid value 'share'. Valid values are"):
+        build_config({"model": "m", "train_data": "d", "output_dir": "o", "explicit_weighting": "share"})
+    with pytest.raises(ValueError, match="distill_warmup_steps must be >= 0, got -5"):
+        build_config({"model": "m", "train_data": "d", "output_dir": "o", "distill_warmup_steps": -5})
     with pytest.raises(ValueError, match=r"laser_config has unknown keys \['suffix'\]"):
         build_config({"model": "m", "train_data": "d", "output_dir": "o", "laser_config": {"suffix": ""}})
     assert (

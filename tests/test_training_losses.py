@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from laser_integrations.training.losses import (
+    distillation_scale,
     downsample_indices,
     downsample_states,
+    explicit_share,
     info_nce,
     output_kl,
     trajectory_kl,
@@ -138,3 +140,29 @@ def test_objective_registry_covers_table_5():
     assert not get_objective("no_trajectory").kl_mid and get_objective("no_trajectory").kl_out
     with pytest.raises(ValueError, match="Valid objectives are"):
         get_objective("full")
+
+
+@pytest.mark.parametrize(
+    ("warmup", "ramp", "expected"),
+    [
+        (0, 0, [1.0] * 5),  # the paper: distillation on from the first step
+        (3, 0, [0.0, 0.0, 0.0, 1.0, 1.0]),  # warm-up, then at full weight
+        (0, 4, [0.25, 0.5, 0.75, 1.0, 1.0]),  # ramp only
+        (1, 2, [0.0, 0.5, 1.0, 1.0, 1.0]),
+    ],
+)
+def test_distillation_scale_schedules(warmup, ramp, expected):
+    assert [distillation_scale(s, warmup, ramp) for s in range(5)] == pytest.approx(expected)
+
+
+def test_distillation_scale_rejects_negative_lengths():
+    with pytest.raises(ValueError, match="must be >= 0, got -1 and 0"):
+        distillation_scale(0, -1, 0)
+
+
+def test_explicit_share_weightings():
+    assert explicit_share(2, 8, "rationale_mean") == 1.0
+    assert explicit_share(2, 8, "batch_share") == 0.25
+    assert explicit_share(0, 8, "batch_share") == 0.0
+    with pytest.raises(ValueError, match=r"Invalid explicit weighting 'share'. Valid weightings are: \['rationale_mean'"):
+        explicit_share(1, 8, "share")  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from ..config import LaSERConfig
-from .losses import DOWNSAMPLE_RULES
+from .losses import DOWNSAMPLE_RULES, EXPLICIT_WEIGHTINGS
 from .objectives import get_objective
 
 
@@ -74,6 +74,13 @@ class LossArguments:
     lambda_mid: float = _f(0.1, "l3, weight of L_kl^mid")
     downsample: str = _f("evenly", "segment-to-step rule: evenly (reference code) | paper (floor(i*M/K))")
     normalize_trajectory: bool = _f(True, "L2-normalise step states before trajectory alignment")
+    distill_warmup_steps: int = _f(0, "optimizer steps with kl_out and kl_mid off (contrastive warm-up); paper: 0")
+    distill_ramp_steps: int = _f(0, "steps after the warm-up over which kl_out, kl_mid weights rise 0 -> l2, l3")
+    explicit_weighting: str = _f(
+        "rationale_mean",
+        "explicit-view terms averaged over the queries with a rationale (rationale_mean, paper) or over the whole "
+        "batch (batch_share: scaled by the share of the batch that has one)",
+    )
 
 
 @dataclass
@@ -105,6 +112,7 @@ CHOICES = {
     "downsample": DOWNSAMPLE_RULES,
     "bf16": ("auto", "true", "false"),
     "export": ("merged", "adapter"),
+    "explicit_weighting": EXPLICIT_WEIGHTINGS,
 }
 REQUIRED = ("model", "train_data", "output_dir")
 
@@ -230,7 +238,7 @@ def validate(config: TrainConfig, source: str = "config") -> None:
             msg = f"{key} must be > 0, got {values[key]} ({source})."
             raise ValueError(msg)
     for key in ("lambda_explicit", "lambda_out", "lambda_mid", "weight_decay", "max_grad_norm", "negatives_per_query",
-                "save_steps"):  # fmt: skip
+                "save_steps", "distill_warmup_steps", "distill_ramp_steps"):  # fmt: skip
         if values[key] < 0:
             msg = f"{key} must be >= 0, got {values[key]} ({source})."
             raise ValueError(msg)

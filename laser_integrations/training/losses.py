@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 DownsampleRule = Literal["evenly", "paper"]
 DOWNSAMPLE_RULES = ("evenly", "paper")
+ExplicitWeighting = Literal["rationale_mean", "batch_share"]
+EXPLICIT_WEIGHTINGS = ("rationale_mean", "batch_share")
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -144,3 +146,39 @@ def downsample_states(states: torch.Tensor, num_steps: int, rule: DownsampleRule
     """(M, H) segment-end states -> (K, H) by :func:`downsample_indices`."""
     index = torch.tensor(downsample_indices(states.shape[0], num_steps, rule), device=states.device)
     return states.index_select(0, index)
+
+
+def distillation_scale(step: int, warmup_steps: int = 0, ramp_steps: int = 0) -> float:
+    """Factor on the distillation weights (l2, l3) at optimizer step ``step`` (0-based).
+
+    ``0`` for the first ``warmup_steps`` steps (a contrastive warm-up), then a linear ramp that reaches ``1`` on
+    the ``ramp_steps``-th step after the warm-up, ``1`` from then on. With both at 0 (the paper) it is always 1.
+
+    Examples:
+        >>> [distillation_scale(s, warmup_steps=2, ramp_steps=4) for s in range(7)]
+        [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    """
+    if warmup_steps < 0 or ramp_steps < 0:
+        msg = f"warmup_steps and ramp_steps must be >= 0, got {warmup_steps} and {ramp_steps}."
+        raise ValueError(msg)
+    if step < warmup_steps:
+        return 0.0
+    if ramp_steps == 0:
+        return 1.0
+    return min(1.0, (step - warmup_steps + 1) / ramp_steps)
+
+
+def explicit_share(num_explicit: int, batch_size: int, weighting: ExplicitWeighting = "rationale_mean") -> float:
+    """Factor on the explicit-view terms (``L_cl^E``, ``L_kl^out``, ``L_kl^mid``), which are means over the queries
+    that have a rationale.
+
+    ``"rationale_mean"`` (the paper, reference code): 1, so two rationales in a batch of eight weigh as much as
+    eight. ``"batch_share"``: ``num_explicit / batch_size``, which turns those means into means over the whole
+    batch where a query without a rationale contributes 0.
+    """
+    if weighting == "rationale_mean":
+        return 1.0
+    if weighting == "batch_share":
+        return num_explicit / batch_size if batch_size else 0.0
+    msg = f"Invalid explicit weighting {weighting!r}. Valid weightings are: {list(EXPLICIT_WEIGHTINGS)}."
+    raise ValueError(msg)

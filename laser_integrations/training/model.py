@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..latent import latent_think, left_padded_position_ids, unwrap_causal_lm
-from .losses import info_nce, output_kl, trajectory_kl
+from .losses import explicit_share, info_nce, output_kl, trajectory_kl
 from .objectives import Objective
 
 TERMS = ("cl_latent", "cl_explicit", "kl_out", "kl_mid")
@@ -29,6 +29,7 @@ class LossWeights:
     lambda_out: float = 10.0
     lambda_mid: float = 0.1
     normalize_trajectory: bool = True
+    explicit_weighting: str = "rationale_mean"
 
 
 def explicit_view(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -97,7 +98,13 @@ class DualViewModel(nn.Module):
             with disable():
                 return explicit_view(self.model, ids, mask)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict[str, torch.Tensor], distill_scale: float = 1.0) -> dict[str, torch.Tensor]:
+        """Loss terms, ``loss`` (their weighted sum) and ``explicit_fraction`` for one batch.
+
+        Args:
+            batch: from :class:`~laser_integrations.training.data.DualViewCollator`.
+            distill_scale: factor on l2 and l3 this step (see :func:`~.losses.distillation_scale`).
+        """
         w = self.weights
         latent = latent_think(self.model, batch["query_ids"], batch["query_mask"], self.k)
         docs_local = latent_think(self.model, batch["doc_ids"], batch["doc_mask"], self.k).embeddings
@@ -123,7 +130,9 @@ class DualViewModel(nn.Module):
                                                 w.temperature_mid, normalize=w.normalize_trajectory)  # fmt: skip
         for term in self.active_terms():
             terms.setdefault(term, zero)
-        lambdas = {"cl_latent": 1.0, "cl_explicit": w.lambda_explicit, "kl_out": w.lambda_out, "kl_mid": w.lambda_mid}
+        share = explicit_share(rows.numel(), n_queries, w.explicit_weighting)  # type: ignore[arg-type]
+        lambdas = {"cl_latent": 1.0, "cl_explicit": share * w.lambda_explicit,
+                   "kl_out": share * distill_scale * w.lambda_out, "kl_mid": share * distill_scale * w.lambda_mid}  # fmt: skip
         terms["loss"] = sum(lambdas[t] * terms[t] for t in self.active_terms())
         terms["explicit_fraction"] = torch.tensor(rows.numel() / max(n_queries, 1))
         return terms

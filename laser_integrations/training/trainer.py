@@ -39,6 +39,7 @@ from ..loading import load_model_and_tokenizer, replace_folder, save_model_and_t
 from ..offline import resolve_model_path
 from .arguments import TrainConfig
 from .data import DataError, DualViewCollator, load_training_data
+from .losses import distillation_scale
 from .model import DualViewModel, LossWeights
 from .objectives import get_objective
 
@@ -225,7 +226,7 @@ class LaSERTrainer:
             temperature=cfg.loss.temperature, temperature_kd=cfg.loss.temperature_kd,
             temperature_mid=cfg.loss.temperature_mid, lambda_explicit=cfg.loss.lambda_explicit,
             lambda_out=cfg.loss.lambda_out, lambda_mid=cfg.loss.lambda_mid,
-            normalize_trajectory=cfg.loss.normalize_trajectory,
+            normalize_trajectory=cfg.loss.normalize_trajectory, explicit_weighting=cfg.loss.explicit_weighting,
         )  # fmt: skip
         dual = DualViewModel(model, self.objective, weights, self.k, 1 + d.negatives_per_query,
                              gather=gather_with_grad(acc), teacher=teacher)  # fmt: skip
@@ -362,12 +363,14 @@ class LaSERTrainer:
                 bar.close()
                 return None
             sums: dict[str, float] = {}
+            scale = distillation_scale(self.step, self.config.loss.distill_warmup_steps,
+                                       self.config.loss.distill_ramp_steps)  # fmt: skip
             for micro in range(t.gradient_accumulation_steps):
                 indices, epoch = self._indices(self.step, micro)
                 batch = self.collator(indices, epoch, acc.device)
                 last = micro == t.gradient_accumulation_steps - 1
                 with contextlib.nullcontext() if last else acc.no_sync(self.dual):
-                    out = self.dual(batch)
+                    out = self.dual(batch, distill_scale=scale)
                     acc.backward(out["loss"] / t.gradient_accumulation_steps)
                 for name in ["loss", *terms, "explicit_fraction"]:
                     sums[name] = sums.get(name, 0.0) + float(out[name].detach()) / t.gradient_accumulation_steps
@@ -384,7 +387,7 @@ class LaSERTrainer:
             bar.set_postfix({_short(k): f"{v:.3g}" for k, v in logged.items() if k != "explicit_fraction"})
             if self.step % t.logging_steps == 0 or self.step == self.total_steps:
                 record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
-                          "lr": self.scheduler.get_last_lr()[0], **logged, "grad_norm": grad_norm,
+                          "lr": self.scheduler.get_last_lr()[0], **logged, "distill_scale": scale, "grad_norm": grad_norm,
                           "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
                 if acc.is_main_process:
                     with (self.output_dir / METRICS).open("a", encoding="utf-8") as f:
