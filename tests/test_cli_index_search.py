@@ -89,7 +89,7 @@ def test_a_killed_run_keeps_its_chunks_and_the_next_run_finishes(common, tmp_pat
 @pytest.mark.parametrize(
     ("lines", "match"),
     [
-        (['{"_id": "a", "text": "ok"}', "not json"], r"corpus.jsonl:2 is not valid JSON"),
+        (['{"_id": "a", "text": "ok"}', "not json"], r"corpus.jsonl:2: not valid JSON"),
         (['{"text": "no id"}'], r"corpus.jsonl:1 has no document id; give one of the keys \['_id'"),
         (['{"_id": "a", "text": "x"}', '{"_id": "a", "text": "y"}'], r"corpus.jsonl:2 repeats the document id 'a'"),
         (['{"_id": "a"}'], r"corpus.jsonl:1 \(id 'a'\) has no text"),

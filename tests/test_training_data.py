@@ -69,7 +69,7 @@ def test_jsonl_records_texts_and_ids(tmp_path):
         ),
         ({"query": 5, "positives": ["a"]}, "line 2: field 'query' must be a string"),
         ({"query": "q", "positives": ["a"], "pos": []}, r"line 2: unknown fields \['pos'\]"),
-        ("{not json", "line 2: not valid JSON"),
+        ("{not json", "bad.jsonl:2: not valid JSON"),
     ],
 )
 def test_jsonl_errors_name_file_line_and_field(tmp_path, row, message):

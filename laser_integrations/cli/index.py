@@ -7,12 +7,12 @@ that was stopped keeps what it wrote and the next run picks up where it stopped.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..jsonl import read_jsonl
 from ._qdrant_args import (
     add_model_arguments,
     add_store_arguments,
@@ -64,32 +64,21 @@ def corpus_file(corpus: Path) -> Path:
 def read_corpus(path: Path) -> Iterator[dict[str, Any]]:
     """Yield ``{"id", "text", "title"}`` per line of a JSONL corpus; a bad line is an error naming it."""
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                msg = f"{path}:{number} is not valid JSON: {e}"
-                raise ValueError(msg) from e
-            if not isinstance(record, dict):
-                msg = f"{path}:{number} must be a JSON object, got {type(record).__name__}."
-                raise ValueError(msg)
-            doc_id = next((record[k] for k in ID_KEYS if record.get(k) not in (None, "")), None)
-            text = next((record[k] for k in TEXT_KEYS if k in record), None)
-            if doc_id is None:
-                msg = f"{path}:{number} has no document id; give one of the keys {list(ID_KEYS)}."
-                raise ValueError(msg)
-            if text is None and not record.get("title"):
-                msg = f"{path}:{number} (id {doc_id!r}) has no text; give one of the keys {list(TEXT_KEYS)} or 'title'."
-                raise ValueError(msg)
-            doc_id = str(doc_id)
-            if doc_id in seen:
-                msg = f"{path}:{number} repeats the document id {doc_id!r}; ids must be unique (each is one point)."
-                raise ValueError(msg)
-            seen.add(doc_id)
-            yield {"id": doc_id, "text": str(text or ""), "title": str(record.get("title") or "")}
+    for number, record in read_jsonl(path):
+        doc_id = next((record[k] for k in ID_KEYS if record.get(k) not in (None, "")), None)
+        text = next((record[k] for k in TEXT_KEYS if k in record), None)
+        if doc_id is None:
+            msg = f"{path}:{number} has no document id; give one of the keys {list(ID_KEYS)}."
+            raise ValueError(msg)
+        if text is None and not record.get("title"):
+            msg = f"{path}:{number} (id {doc_id!r}) has no text; give one of the keys {list(TEXT_KEYS)} or 'title'."
+            raise ValueError(msg)
+        doc_id = str(doc_id)
+        if doc_id in seen:
+            msg = f"{path}:{number} repeats the document id {doc_id!r}; ids must be unique (each is one point)."
+            raise ValueError(msg)
+        seen.add(doc_id)
+        yield {"id": doc_id, "text": str(text or ""), "title": str(record.get("title") or "")}
 
 
 def validate_corpus(path: Path) -> int:

@@ -25,13 +25,14 @@ lists near-duplicates of the question); the scorer removes them from the ranking
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..jsonl import read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -89,24 +90,6 @@ class RetrievalDataset:
 
 
 # -- small readers with errors that name file and line ---------------------------------------------------------
-def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` for each non-empty line of a JSON Lines file."""
-    path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                msg = f"{path}:{lineno}: not valid JSON ({e.msg}); each line must hold one JSON object."
-                raise ValueError(msg) from e
-            if not isinstance(obj, dict):
-                msg = f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}."
-                raise ValueError(msg)  # noqa: TRY004  (malformed file content, not a wrong Python argument)
-            yield lineno, obj
-
-
 def _field(obj: Mapping[str, Any], key: str, where: str, *, kind: type = str) -> Any:
     if key not in obj:
         msg = f"{where}: missing field {key!r} (fields present: {sorted(obj)})."

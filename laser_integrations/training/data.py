@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import bisect
 import csv
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from ..formatting import Formatter
+from ..jsonl import read_jsonl
 from .losses import downsample_indices
 
 logger = logging.getLogger(__name__)
@@ -62,21 +62,7 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     if not path.is_file():
         msg = f"{path} not found."
         raise DataError(msg)
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                msg = f"{path} line {n}: not valid JSON ({e.msg})."
-                raise DataError(msg) from e
-            if not isinstance(row, dict):
-                msg = f"{path} line {n}: expected a JSON object, got {type(row).__name__}."
-                raise DataError(msg)
-            rows.append((n, row))
-    return rows
+    return list(read_jsonl(path, DataError))
 
 
 def _text(row: dict[str, Any], key: str, where: str, *, required: bool) -> str | None:

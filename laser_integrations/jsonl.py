@@ -1,0 +1,33 @@
+"""JSON Lines reading shared by the corpus indexer, the trainer and the evaluation loaders."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def read_jsonl(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-empty line of a JSON Lines file.
+
+    Args:
+        path: the file.
+        error: exception class raised for a line that is not one JSON object (callers pass their own
+            ``ValueError`` subclass, e.g. the trainer's ``DataError``); the message names the file and line.
+    """
+    path = Path(path)
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                msg = f"{path}:{lineno}: not valid JSON ({e.msg}); each line must hold one JSON object."
+                raise error(msg) from e
+            if not isinstance(obj, dict):
+                msg = f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}."
+                raise error(msg)
+            yield lineno, obj
