@@ -17,7 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from .config import LaSERConfig, validate_num_thinking_steps
 from .formatting import Formatter, Kind
-from .latent import latent_think, unwrap_causal_lm
+from .latent import latent_think, pool_steps, unwrap_causal_lm
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +160,46 @@ class LaSEREncoder:
         num_thinking_steps: int | None = None,
     ) -> np.ndarray:
         """Embed ``texts`` as ``kind`` ("query" or "document")."""
+        k = validate_num_thinking_steps(
+            self.config.num_thinking_steps if num_thinking_steps is None else num_thinking_steps
+        )
+        return self._encode(texts, kind, instruction, batch_size, show_progress, [k])[:, 0]
+
+    def encode_each_k(
+        self,
+        texts: Sequence[str],
+        num_thinking_steps: Sequence[int],
+        *,
+        kind: Kind,
+        instruction: str | None = None,
+        batch_size: int = 8,
+        show_progress: bool = False,
+    ) -> dict[int, np.ndarray]:
+        """Embeddings of ``texts`` for several K at the cost of the largest (the inference-scaling curve).
+
+        The first k step states of a run with more steps are those of a k-step run, so one run at ``max(K)``
+        gives every K's embedding; each array equals ``encode(texts, kind=kind, num_thinking_steps=k)``.
+
+        Returns:
+            ``{k: numpy.float32 array (len(texts), dimension)}`` for each k in ``num_thinking_steps``.
+        """
+        ks = [validate_num_thinking_steps(k) for k in dict.fromkeys(num_thinking_steps)]
+        if not ks:
+            msg = "encode_each_k needs at least one K in num_thinking_steps."
+            raise ValueError(msg)
+        out = self._encode(texts, kind, instruction, batch_size, show_progress, ks)
+        return {k: np.ascontiguousarray(out[:, i]) for i, k in enumerate(ks)}
+
+    def _encode(
+        self,
+        texts: Sequence[str],
+        kind: Kind,
+        instruction: str | None,
+        batch_size: int,
+        show_progress: bool,
+        ks: list[int],
+    ) -> np.ndarray:
+        """(len(texts), len(ks), dimension) embeddings, from one latent run of max(ks) steps per batch."""
         if kind not in ("query", "document"):
             msg = f"Invalid kind {kind!r}. Valid kinds are: ['query', 'document']."
             raise ValueError(msg)
@@ -170,10 +210,7 @@ class LaSEREncoder:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             msg = f"batch_size must be a positive integer, got {batch_size!r}."
             raise ValueError(msg)
-        k = validate_num_thinking_steps(
-            self.config.num_thinking_steps if num_thinking_steps is None else num_thinking_steps
-        )
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        out = np.empty((len(texts), len(ks), self.dimension), dtype=np.float32)
         if not texts:
             return out
         truncated, plural = 0, "queries" if kind == "query" else "documents"
@@ -189,7 +226,7 @@ class LaSEREncoder:
                 order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
                 for start in range(0, len(order), batch_size):
                     rows = order[start : start + batch_size]
-                    out[[chunk_start + i for i in rows]] = self.embed_token_ids([ids[i] for i in rows], k)
+                    out[[chunk_start + i for i in rows]] = self.embed_token_ids([ids[i] for i in rows], max(ks), ks)
                     bar.update(len(rows))
         if truncated:
             logger.warning(
@@ -200,13 +237,19 @@ class LaSEREncoder:
         return out
 
     @torch.inference_mode()
-    def embed_token_ids(self, batch: list[list[int]], num_thinking_steps: int) -> np.ndarray:
-        """Embed already tokenised inputs (one padded batch)."""
+    def embed_token_ids(
+        self, batch: list[list[int]], num_thinking_steps: int, pool: Sequence[int] | None = None
+    ) -> np.ndarray:
+        """Embed already tokenised inputs (one padded batch): (batch, dimension), or (batch, len(pool), dimension)
+        with the embedding of each K in ``pool`` (each at most ``num_thinking_steps``)."""
         input_ids, attention_mask = self.pad(batch, self.device)
         result = latent_think(
             self.model, input_ids, attention_mask, num_thinking_steps, normalize=self.config.normalize
         )
-        return result.embeddings.float().cpu().numpy()
+        if pool is None:
+            return result.embeddings.float().cpu().numpy()
+        pooled = [pool_steps(result.step_states, k, normalize=self.config.normalize) for k in pool]
+        return torch.stack(pooled, dim=1).float().cpu().numpy()
 
     def pad(self, batch: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-pad token ids into (input_ids, attention_mask) tensors."""

@@ -138,7 +138,15 @@ def latent_think(
             )
         states.append(out.last_hidden_state[:, -1])
     step_states = torch.stack(states, dim=1)
-    embeddings = step_states.float().mean(dim=1)
-    if normalize:
-        embeddings = F.normalize(embeddings, p=2, dim=-1)
-    return LatentOutput(step_states=step_states, embeddings=embeddings)
+    return LatentOutput(step_states=step_states, embeddings=pool_steps(step_states, normalize=normalize))
+
+
+def pool_steps(step_states: torch.Tensor, num_steps: int | None = None, *, normalize: bool = True) -> torch.Tensor:
+    """The embedding of K = ``num_steps`` from step states: the mean of the first ``num_steps`` (all by default).
+
+    Step ``i`` never sees later steps (causal attention), so the first k states of a run with more steps are the
+    states of a run with k steps: one run at the largest K gives every smaller K's embedding.
+    """
+    states = step_states if num_steps is None else step_states[:, :num_steps]
+    embeddings = states.float().mean(dim=1)
+    return F.normalize(embeddings, p=2, dim=-1) if normalize else embeddings

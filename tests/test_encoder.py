@@ -94,6 +94,21 @@ def test_batch_invariance(encoder: LaSEREncoder) -> None:
     np.testing.assert_allclose(in_pairs, alone, atol=1e-5)
 
 
+def test_encode_each_k_equals_one_run_per_k(encoder: LaSEREncoder) -> None:
+    """The scaling curve in one pass: the first k step states of a 5-step run are a k-step run's."""
+    each = encoder.encode_each_k(TEXTS, [5, 1, 3], kind="query", instruction="Find the theorem.", batch_size=2)
+    assert list(each) == [5, 1, 3]
+    for k, got in each.items():
+        assert got.dtype == np.float32 and got.shape == (len(TEXTS), encoder.dimension)
+        expected = encoder.encode_queries(TEXTS, num_thinking_steps=k, instruction="Find the theorem.", batch_size=2)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert not np.allclose(each[1], each[5], atol=1e-3)
+    with pytest.raises(ValueError, match=r"num_thinking_steps must be an integer >= 1 .*got 0"):
+        encoder.encode_each_k(TEXTS, [2, 0], kind="document")
+    with pytest.raises(ValueError, match="at least one K"):
+        encoder.encode_each_k(TEXTS, [], kind="document")
+
+
 def test_output_type_shape_and_norm(encoder: LaSEREncoder) -> None:
     out = encoder.encode_queries(TEXTS)
     assert out.dtype == np.float32 and out.shape == (len(TEXTS), encoder.dimension)

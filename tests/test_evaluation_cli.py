@@ -113,6 +113,35 @@ def test_k_sweep_encodes_documents_once_per_k(encoder: LaSEREncoder, beir_dir: P
     assert not np.allclose(k1, k3, atol=1e-4)
 
 
+class EachKSpy(SpyEncoder):
+    """Also records every one-pass sweep (``encode_each_k``) the evaluation asks for."""
+
+    def __init__(self, encoder: LaSEREncoder):
+        super().__init__(encoder)
+        self.sweeps: list[tuple[str, list[int]]] = []
+
+    def encode_each_k(self, texts, ks, **kwargs):
+        self.sweeps.append((kwargs["kind"], list(ks)))
+        return self.inner.encode_each_k(texts, ks, **kwargs)
+
+
+def test_k_sweep_embeds_in_one_pass_with_the_same_numbers(encoder: LaSEREncoder, beir_dir: Path):
+    ds = load_beir(beir_dir, "test")
+    spy = EachKSpy(encoder)
+    swept = evaluate(["m"], [ds], num_thinking_steps=[1, 2, 3], query_modes=["query", "reasoning"],
+                     loaded={"m": spy})  # fmt: skip
+    # One sweep for the corpus and one per query list, none per K.
+    assert spy.sweeps == [("document", [1, 2, 3]), ("query", [1, 2, 3]), ("query", [1, 2, 3])]
+    assert spy.document_ks == []
+    assert [(r.num_thinking_steps, r.query_mode) for r in swept] == [
+        (k, m) for k in (1, 2, 3) for m in ("query", "reasoning")
+    ]
+    for r in swept:
+        (alone,) = evaluate(["m"], [ds], num_thinking_steps=[r.num_thinking_steps], query_modes=[r.query_mode],
+                            loaded={"m": encoder})  # fmt: skip
+        assert r.metrics == pytest.approx(alone.metrics, abs=1e-6)
+
+
 def test_memory_and_qdrant_give_the_same_numbers(symmetric_encoder_dir: Path, beir_dir: Path):
     model = LaSEREncoder.from_pretrained(symmetric_encoder_dir, device="cpu")
     ds = load_beir(beir_dir, "test")

@@ -76,7 +76,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         nargs="+",
         type=int,
         metavar="K",
-        help="K for LaSER models; several values draw the inference-scaling curve",
+        help="K for LaSER models; several values draw the inference-scaling curve (one latent run at the largest K embeds for all)",
     )
     p.add_argument(
         "--search",

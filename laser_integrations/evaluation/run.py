@@ -118,6 +118,33 @@ def _default_k(model: Any) -> int | None:
     return getattr(config, "num_thinking_steps", None)
 
 
+class _EachKCache:
+    """A LaSER model seen through one latent run per text list: the first ``encode_*`` call for any K embeds for
+    every K of the sweep at once (:meth:`LaSEREncoder.encode_each_k`), later calls for other K reuse it. The
+    whole sweep then costs what its largest K costs; the time lands on the first K's row."""
+
+    def __init__(self, model: Any, ks: Sequence[int]):
+        self.model, self.ks = model, list(ks)
+        self.config = model.config
+        self._cache: dict[tuple, dict[int, np.ndarray]] = {}
+
+    def _encode(self, kind: str, texts: Sequence[str], num_thinking_steps: int, **kwargs: Any) -> np.ndarray:
+        key = (kind, tuple(texts), kwargs.get("instruction"))
+        if key not in self._cache:
+            self._cache[key] = self.model.encode_each_k(texts, self.ks, kind=kind, **kwargs)
+        return self._cache[key][num_thinking_steps]
+
+    def clear(self) -> None:
+        """Forget the embeddings (between datasets, so memory holds one dataset's sweep)."""
+        self._cache.clear()
+
+    def encode_documents(self, texts: Sequence[str], *, num_thinking_steps: int, **kwargs: Any) -> np.ndarray:
+        return self._encode("document", texts, num_thinking_steps, **kwargs)
+
+    def encode_queries(self, texts: Sequence[str], *, num_thinking_steps: int, **kwargs: Any) -> np.ndarray:
+        return self._encode("query", texts, num_thinking_steps, **kwargs)
+
+
 # -- queries -------------------------------------------------------------------------------------------------------
 def query_texts(
     dataset: RetrievalDataset, mode: QueryMode, missing_reasoning: MissingReasoning = "fallback"
@@ -223,23 +250,20 @@ def evaluate(
         ks: list[int | None] = list(dict.fromkeys(num_thinking_steps)) if _supports_k(model) else [None]
         if _supports_k(model):
             ks = list(dict.fromkeys(k if k is not None else _default_k(model) for k in ks))
+        common = (query_modes, search, top_k, metrics, batch_size, missing_reasoning, show_progress)
+        if len(ks) > 1 and hasattr(model, "encode_each_k"):
+            # A K sweep: each dataset is embedded once for all K, so datasets go outside and K inside.
+            sweep = _EachKCache(model, ks)  # type: ignore[arg-type]
+            per: dict[tuple[int | None, str], list[EvalResult]] = {}
+            for dataset in datasets:
+                sweep.clear()
+                for k in ks:
+                    per[k, dataset.name] = _evaluate_one(sweep, label, k, dataset, *common)
+            results.extend(r for k in ks for dataset in datasets for r in per[k, dataset.name])
+            continue
         for k in ks:
             for dataset in datasets:
-                results.extend(
-                    _evaluate_one(
-                        model,
-                        label,
-                        k,
-                        dataset,
-                        query_modes,
-                        search,
-                        top_k,
-                        metrics,
-                        batch_size,
-                        missing_reasoning,
-                        show_progress,
-                    )
-                )
+                results.extend(_evaluate_one(model, label, k, dataset, *common))
     return results
 
 
