@@ -1,0 +1,96 @@
+"""Tables and charts of the TheoremQA study (``training/theoremqa_study.sh``) for ``training/RESULTS.md``.
+
+    python training/study_table.py [--runs runs/study] [--plots training/results]
+
+Reads ``RUN/eval.json`` (written by ``laser eval``) and ``RUN/wall.json`` of every run, prints one Markdown row
+per (run, K, query mode) with the command that reproduces it, a per-objective mean over seeds with the seed
+spread, and draws the dev nDCG@10 bar chart and the inference-scaling curve with ``laser eval``'s own plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+from laser_integrations.evaluation.plots import bar_chart, scaling_plot
+from laser_integrations.evaluation.run import EvalResult
+
+SEED = re.compile(r"^(?P<name>.+)-s(?P<seed>\d+)$")
+
+
+def load_runs(root: Path) -> list[tuple[str, EvalResult, dict]]:
+    """(run name, result relabelled with the run name, wall times) for every finished run under ``root``."""
+    rows = []
+    for eval_json in sorted(root.glob("*/eval.json")):
+        run = eval_json.parent.name
+        wall_path = eval_json.parent / "wall.json"
+        wall = json.loads(wall_path.read_text()) if wall_path.is_file() else {}
+        for r in json.loads(eval_json.read_text())["results"]:
+            fields = {k: v for k, v in r.items() if k != "label"}
+            rows.append((run, replace(EvalResult(**fields), model=run), wall))
+    return rows
+
+
+def command(run: str, result: EvalResult) -> str:
+    env = []
+    if result.query_mode == "reasoning":
+        env.append("REASONING=1")
+    if run not in ("untrained", "minilm", "bm25") and result.num_thinking_steps not in (None, 1, 3):
+        env.append("KSWEEP=1")
+    return " ".join([*env, f"training/theoremqa_study.sh {run}"])
+
+
+def minutes(seconds: float | None) -> str:
+    return f"{seconds / 60:.1f}" if seconds else ""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default="runs/study", help="the study's output folder")
+    parser.add_argument("--plots", default="training/results", help="where the PNG charts go")
+    args = parser.parse_args(argv)
+    runs = load_runs(Path(args.runs))
+    if not runs:
+        raise SystemExit(f"No finished run under {args.runs}; run training/theoremqa_study.sh first.")
+
+    print("| run | K | query | nDCG@10 | Recall@10 | Recall@100 | MRR@10 | train min | eval min | command |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for run, r, wall in runs:
+        m = r.metrics
+        k = "" if r.num_thinking_steps is None else r.num_thinking_steps
+        print(f"| {run} | {k} | {r.query_mode} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | {m['recall@100']:.4f} | "
+              f"{m['mrr@10']:.4f} | {minutes(wall.get('train_seconds'))} | {minutes(wall.get('eval_seconds'))} | "
+              f"`{command(run, r)}` |")  # fmt: skip
+
+    # Seeds: a trained run's own K (the first result of its eval.json in query mode) per objective.
+    per_recipe: dict[str, dict[int, float]] = {}
+    seen = set()
+    for run, r, _ in runs:
+        match = SEED.match(run)
+        if match and r.query_mode == "query" and run not in seen:
+            seen.add(run)
+            per_recipe.setdefault(match["name"], {})[int(match["seed"])] = r.metrics["ndcg@10"]
+    print("\n| objective | seeds | nDCG@10 per seed | mean | spread (max - min) |")
+    print("|---|---|---|---|---|")
+    for name, by_seed in per_recipe.items():
+        values = [by_seed[s] for s in sorted(by_seed)]
+        spread = max(values) - min(values) if len(values) > 1 else float("nan")
+        print(f"| {name} | {', '.join(map(str, sorted(by_seed)))} | {', '.join(f'{v:.4f}' for v in values)} | "
+              f"{statistics.mean(values):.4f} | {spread:.4f} |")  # fmt: skip
+
+    plots = Path(args.plots)
+    headline = [r for run, r, _ in runs if r.query_mode == "query" and (
+        r.num_thinking_steps in (None, 3) or run.startswith("contrastive") or run == "untrained")]  # fmt: skip
+    print(f"\n{bar_chart(headline, plots / 'theoremqa_dev_ndcg.png')}")
+    curves = [r for run, r, _ in runs if r.num_thinking_steps is None or
+              sum(x.model == run for _, x, _ in runs) > 2]  # fmt: skip
+    if any(r.num_thinking_steps is not None for r in curves):
+        print(scaling_plot(curves, plots / "theoremqa_k_scaling.png"))
+
+
+if __name__ == "__main__":
+    main()

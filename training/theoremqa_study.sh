@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# LaSER vs plain contrastive on TheoremQA dev with the offline SmolLM2-135M on CPU (issue 6's study).
+#
+#   training/theoremqa_study.sh RUN [RUN ...]     e.g. training/theoremqa_study.sh contrastive-s42 recipe-s42
+#   python training/study_table.py                the Markdown tables of training/RESULTS.md
+#
+# Every run trains with training/cpu_smollm2_theoremqa.yaml plus the overrides below, then scores its final
+# checkpoint with `laser eval` on the dev split. Each run writes runs/study/RUN/{eval.json,wall.json,...}.
+# One job at a time: the runs take both cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARED=${LASER_SHARED_DIR:-../shared}
+DATA=${DATA:-$SHARED/data/theoremqa}
+OUT=${OUT:-runs/study}
+RECIPE=training/cpu_smollm2_theoremqa.yaml
+# The paper's loss settings, written out so the row does not depend on the recipe's defaults.
+PAPER="--objective laser --lambda_out 10 --lambda_mid 0.1 --temperature_kd 0.02 --distill_warmup_steps 0 --distill_ramp_steps 0 --explicit_weighting rationale_mean"
+
+train_args() {  # RUN -> laser-train overrides on top of the recipe
+  local seed=${1##*-s}
+  case "${1%-s*}" in
+    contrastive)      echo "--objective contrastive" ;;
+    paper)            echo "$PAPER" ;;
+    recipe)           echo "--objective laser" ;;
+    recipe-no_explicit_view|recipe-no_latent_view|recipe-no_trajectory|recipe-no_output_kd|recipe-frozen_teacher)
+                      echo "--objective ${1#recipe-}" | sed 's/-s[0-9]*$//' ;;
+    *) echo "unknown run $1 (contrastive|paper|recipe|recipe-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
+  esac
+  echo "--seed $seed"
+}
+
+seconds_since() { echo $(( $(date +%s) - $1 )); }
+
+for run in "$@"; do
+  dir=$OUT/$run
+  mkdir -p "$dir"
+  case "$run" in
+    untrained) model=smollm2-135m-offline; ks="1 3" ;;
+    minilm|bm25) model=$run; ks="" ;;
+    *)
+      args=$(train_args "$run")
+      if [ -f "$dir/final/laser_config.json" ] && [ -z "${RETRAIN:-}" ]; then
+        echo "$run: reusing $dir/final (RETRAIN=1 trains again)"
+        model=$dir/final; ks=""; train_s=$(python -c "import json; print(json.load(open('$dir/wall.json'))['train_seconds'])" 2>/dev/null || echo 0)
+      else
+      echo "$(date -u +%FT%TZ) train $run: $args"
+      t0=$(date +%s)
+      # shellcheck disable=SC2086
+      laser-train --config "$RECIPE" --train_data "$DATA" --output_dir "$dir" --overwrite_output_dir true \
+        --progress_bar false $args
+      train_s=$(seconds_since "$t0")
+      echo "{\"train_seconds\": $train_s}" > "$dir/wall.json"
+      model=$dir/final; ks=""
+      fi ;;
+  esac
+  [ -n "${KSWEEP:-}" ] && ks="1 2 3 4 5 6"  # KSWEEP=1: the inference-scaling curve (K = 1..6 at test time)
+  echo "$(date -u +%FT%TZ) eval $run"
+  t0=$(date +%s)
+  modes="query"
+  [ -n "${REASONING:-}" ] && modes="query reasoning"  # REASONING=1: also the rationale as the query
+  # shellcheck disable=SC2086
+  laser eval --model "$model" --data "$DATA" --split dev --no-progress --output "$dir/eval.json" \
+    --query-mode $modes ${ks:+--num-thinking-steps $ks}
+  eval_s=$(seconds_since "$t0")
+  echo "{\"train_seconds\": ${train_s:-0}, \"eval_seconds\": $eval_s}" > "$dir/wall.json"
+  unset train_s
+done
