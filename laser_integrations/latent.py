@@ -74,6 +74,7 @@ def latent_think(
     *,
     normalize: bool = True,
     use_cache: bool | None = None,
+    detach_soft_tokens: bool = False,
 ) -> LatentOutput:
     """Run K latent thinking steps over a left-padded batch.
 
@@ -86,6 +87,9 @@ def latent_think(
         use_cache: extend a KV cache by one position per step (default). ``False`` recomputes the whole
             sequence at each step instead: the same numbers, needed when gradient checkpointing is on
             during training because checkpointed layers drop the cache. ``None`` picks automatically.
+        detach_soft_tokens: training only: soft tokens enter the next step as constants, so no gradient flows
+            back through ``softmax(W_lm h) E``; the step states still get gradients through attention to the
+            input. Same values either way.
 
     Returns:
         The step states h_1..h_K and the pooled embeddings.
@@ -116,6 +120,8 @@ def latent_think(
     past = out.past_key_values
     for _ in range(num_thinking_steps - 1):
         soft = soft_token_embeddings(causal_lm, states[-1])
+        if detach_soft_tokens:
+            soft = soft.detach()
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)], dim=1)
         next_position = position_ids[:, -1:] + 1
         position_ids = torch.cat([position_ids, next_position], dim=1)

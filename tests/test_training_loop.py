@@ -105,6 +105,22 @@ def test_full_fine_tuning_trains_every_parameter(tiny_dir, toy_data, tmp_path):
     assert float(trainer.backbone.get_output_embeddings().weight.grad.abs().sum()) > 0  # soft tokens reach W_lm
 
 
+def test_detach_soft_tokens_keeps_the_loss_and_cuts_the_soft_token_gradient(tiny_dir, toy_data, tmp_path):
+    losses, lm_head_grads = [], []
+    for detach in (False, True):
+        trainer = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / f"out{detach}", lora=False, lora_dropout=0.0,
+                                      objective="no_explicit_view", detach_soft_tokens=detach))  # fmt: skip
+        trainer.setup()
+        out = trainer.dual(trainer.collator([0, 1, 2, 3], epoch=0, device=torch.device("cpu")))
+        out["loss"].backward()
+        losses.append(float(out["loss"].detach()))
+        grad = trainer.backbone.get_output_embeddings().weight.grad  # the untied LM head only makes soft tokens
+        lm_head_grads.append(0.0 if grad is None else float(grad.abs().sum()))
+        assert float(trainer.backbone.get_input_embeddings().weight.grad.abs().sum()) > 0
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)  # the same forward pass
+    assert lm_head_grads[0] > 0 and lm_head_grads[1] == 0.0
+
+
 def test_frozen_teacher_gives_no_gradient_through_the_explicit_view(tiny_dir, toy_data, tmp_path):
     trainer = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "out", objective="frozen_teacher"))
     trainer.setup()

@@ -76,6 +76,9 @@ class LossArguments:
     normalize_trajectory: bool = _f(True, "L2-normalise step states before trajectory alignment")
     distill_warmup_steps: int = _f(0, "optimizer steps with kl_out and kl_mid off (contrastive warm-up); paper: 0")
     distill_ramp_steps: int = _f(0, "steps after the warm-up over which kl_out, kl_mid weights rise 0 -> l2, l3")
+    detach_soft_tokens: bool = _f(
+        False, "latent view: no gradient through the soft tokens (their gradient dwarfs the rest at K > 1); paper: false"
+    )
     explicit_weighting: str = _f(
         "rationale_mean",
         "explicit-view terms averaged over the queries with a rationale (rationale_mean, paper) or over the whole "

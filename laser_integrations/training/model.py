@@ -30,6 +30,7 @@ class LossWeights:
     lambda_mid: float = 0.1
     normalize_trajectory: bool = True
     explicit_weighting: str = "rationale_mean"
+    detach_soft_tokens: bool = False
 
 
 def explicit_view(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -106,8 +107,10 @@ class DualViewModel(nn.Module):
             distill_scale: factor on l2 and l3 this step (see :func:`~.losses.distillation_scale`).
         """
         w = self.weights
-        latent = latent_think(self.model, batch["query_ids"], batch["query_mask"], self.k)
-        docs_local = latent_think(self.model, batch["doc_ids"], batch["doc_mask"], self.k).embeddings
+        detach = w.detach_soft_tokens
+        latent = latent_think(self.model, batch["query_ids"], batch["query_mask"], self.k, detach_soft_tokens=detach)
+        docs_local = latent_think(self.model, batch["doc_ids"], batch["doc_mask"], self.k,
+                                  detach_soft_tokens=detach).embeddings  # fmt: skip
         docs, offset = self.gather(docs_local)
         n_queries = latent.embeddings.shape[0]
         positive = offset + torch.arange(n_queries, device=docs.device) * self.group_size

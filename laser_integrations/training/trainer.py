@@ -227,6 +227,7 @@ class LaSERTrainer:
             temperature_mid=cfg.loss.temperature_mid, lambda_explicit=cfg.loss.lambda_explicit,
             lambda_out=cfg.loss.lambda_out, lambda_mid=cfg.loss.lambda_mid,
             normalize_trajectory=cfg.loss.normalize_trajectory, explicit_weighting=cfg.loss.explicit_weighting,
+            detach_soft_tokens=cfg.loss.detach_soft_tokens,
         )  # fmt: skip
         dual = DualViewModel(model, self.objective, weights, self.k, 1 + d.negatives_per_query,
                              gather=gather_with_grad(acc), teacher=teacher)  # fmt: skip
