@@ -66,13 +66,13 @@ def main(argv: list[str] | None = None) -> None:
               f"{m['mrr@10']:.4f} | {minutes(wall.get('train_seconds'))} | {minutes(wall.get('eval_seconds'))} | "
               f"`{command(run, r)}` |")  # fmt: skip
 
-    # Seeds: a trained run's own K (the first result of its eval.json in query mode) per objective.
+    # Seeds: each trained run at the K it was trained with (its exported laser_config.json).
     per_recipe: dict[str, dict[int, float]] = {}
-    seen = set()
     for run, r, _ in runs:
         match = SEED.match(run)
-        if match and r.query_mode == "query" and run not in seen:
-            seen.add(run)
+        config = Path(args.runs) / run / "final" / "laser_config.json"
+        trained_k = json.loads(config.read_text()).get("num_thinking_steps") if config.is_file() else None
+        if match and r.query_mode == "query" and r.num_thinking_steps == trained_k:
             per_recipe.setdefault(match["name"], {})[int(match["seed"])] = r.metrics["ndcg@10"]
     print("\n| objective | seeds | nDCG@10 per seed | mean | spread (max - min) |")
     print("|---|---|---|---|---|")
