@@ -14,17 +14,18 @@ DATA=${DATA:-$SHARED/data/theoremqa}
 OUT=${OUT:-runs/study}
 RECIPE=training/cpu_smollm2_theoremqa.yaml
 # The paper's loss settings, written out so the row does not depend on the recipe's defaults.
-PAPER="--objective laser --lambda_out 10 --lambda_mid 0.1 --temperature_kd 0.02 --distill_warmup_steps 0 --distill_ramp_steps 0 --explicit_weighting rationale_mean"
+PAPER="--objective laser --lambda_out 10 --lambda_mid 0.1 --temperature_kd 0.02 --distill_warmup_steps 0 --distill_ramp_steps 0 --explicit_weighting rationale_mean --detach_soft_tokens false"
 
 train_args() {  # RUN -> laser-train overrides on top of the recipe
   local seed=${1##*-s}
   case "${1%-s*}" in
     contrastive)      echo "--objective contrastive" ;;
     paper)            echo "$PAPER" ;;
-    recipe)           echo "--objective laser" ;;
+    recipe)           echo "--objective laser" ;;  # the recipe as the YAML has it
+    schedule)         echo "--objective laser --detach_soft_tokens false" ;;  # the recipe's loss schedule only
     recipe-no_explicit_view|recipe-no_latent_view|recipe-no_trajectory|recipe-no_output_kd|recipe-frozen_teacher)
                       echo "--objective ${1#recipe-}" | sed 's/-s[0-9]*$//' ;;
-    *) echo "unknown run $1 (contrastive|paper|recipe|recipe-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
+    *) echo "unknown run $1 (contrastive|paper|schedule|recipe|recipe-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
   esac
   echo "--seed $seed"
 }
