@@ -8,11 +8,13 @@ read there. The embedding is ``normalize(mean(h_1..h_K))``.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 
 @dataclass
@@ -66,6 +68,59 @@ def soft_token_embeddings(causal_lm: nn.Module, hidden: torch.Tensor) -> torch.T
     return soft.unsqueeze(1)
 
 
+class _PreallocatedLayer(DynamicLayer):
+    """A full-attention KV cache layer sized once for the prompt plus ``extra`` latent steps.
+
+    ``DynamicLayer`` concatenates on every update, copying the whole cache (the prompt included) at the prefill
+    and again at every latent step; this writes each position once. Inference only: later in-place writes
+    would invalidate tensors autograd saved, so training keeps ``DynamicCache``.
+    """
+
+    def __init__(self, extra: int):
+        super().__init__()
+        self.extra = extra
+        self.length = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        batch, heads, length, _ = key_states.shape
+        self.device = key_states.device
+        self._keys = key_states.new_empty(batch, heads, length + self.extra, key_states.shape[-1])
+        self._values = value_states.new_empty(batch, value_states.shape[1], length + self.extra, value_states.shape[-1])
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if end > self._keys.shape[-2]:  # more steps than sized for: fall back to growing
+            self._keys = torch.cat([self._keys[..., : self.length, :], key_states], dim=-2)
+            self._values = torch.cat([self._values[..., : self.length, :], value_states], dim=-2)
+        else:
+            self._keys[..., self.length : end, :] = key_states
+            self._values[..., self.length : end, :] = value_states
+        self.length = end
+        self.keys, self.values = self._keys[..., :end, :], self._values[..., :end, :]
+        return self.keys, self.values
+
+
+def _thinking_cache(causal_lm: nn.Module, extra_steps: int) -> DynamicCache:
+    """A KV cache for the prefill plus ``extra_steps`` latent steps.
+
+    Preallocated when no gradient is recorded and every layer is plain full attention; otherwise (training,
+    sliding-window or hybrid models) the model's own ``DynamicCache``, which handles those layer types.
+    """
+    cache = DynamicCache(config=causal_lm.config)
+    layers = getattr(cache, "layers", None)
+    if not torch.is_grad_enabled() and layers and all(type(layer) is DynamicLayer for layer in layers):
+        cache.layers = [_PreallocatedLayer(extra_steps) for _ in layers]
+    return cache
+
+
+def _cache_keyword(decoder: nn.Module) -> str:
+    """transformers renamed ``past_key_values`` to ``cache`` (the old name goes in 5.40)."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
 def latent_think(
     model: nn.Module,
     input_ids: torch.Tensor,
@@ -110,14 +165,16 @@ def latent_think(
 
     position_ids = left_padded_position_ids(attention_mask)
     inputs_embeds = causal_lm.get_input_embeddings()(input_ids)
+    use_cache = use_cache and num_thinking_steps > 1
+    cache = {_cache_keyword(decoder): _thinking_cache(causal_lm, num_thinking_steps - 1)} if use_cache else {}
     out = decoder(
         inputs_embeds=inputs_embeds,
         attention_mask=attention_mask,
         position_ids=position_ids,
-        use_cache=use_cache and num_thinking_steps > 1,
+        use_cache=use_cache,
+        **cache,
     )
     states = [out.last_hidden_state[:, -1]]
-    past = out.past_key_values
     for _ in range(num_thinking_steps - 1):
         soft = soft_token_embeddings(causal_lm, states[-1])
         if detach_soft_tokens:
@@ -130,10 +187,9 @@ def latent_think(
                 inputs_embeds=soft,
                 attention_mask=attention_mask,
                 position_ids=next_position,
-                past_key_values=past,
                 use_cache=True,
+                **cache,
             )
-            past = out.past_key_values
         else:
             inputs_embeds = torch.cat([inputs_embeds, soft], dim=1)
             out = decoder(

@@ -334,6 +334,39 @@ def test_recompute_path_equals_kv_cache_path(encoder: LaSEREncoder) -> None:
     torch.testing.assert_close(cached.embeddings, recomputed.embeddings, atol=1e-5, rtol=1e-5)
 
 
+def test_inference_cache_equals_training_cache_and_keeps_gradients(encoder: LaSEREncoder) -> None:
+    """Inference writes into a preallocated cache; with gradients on, the growing cache keeps autograd intact."""
+    from laser_integrations.latent import _PreallocatedLayer, _thinking_cache, latent_think
+
+    ids, mask = encoder.pad(encoder.formatter.tokenize(TEXTS, "query")[0], torch.device("cpu"))
+    with torch.inference_mode():
+        assert all(isinstance(layer, _PreallocatedLayer) for layer in _thinking_cache(encoder.model, 2).layers)
+        inference = latent_think(encoder.model, ids, mask, 4)
+    assert not any(isinstance(layer, _PreallocatedLayer) for layer in _thinking_cache(encoder.model, 2).layers)
+    training = latent_think(encoder.model, ids, mask, 4)
+    training.embeddings.sum().backward()
+    grads = [p.grad for p in encoder.model.parameters() if p.grad is not None]
+    encoder.model.zero_grad(set_to_none=True)
+    torch.testing.assert_close(training.step_states.detach(), inference.step_states, atol=1e-5, rtol=1e-5)
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_preallocated_cache_grows_past_its_size() -> None:
+    """A caller that runs more steps than the cache was sized for still gets every position."""
+    from laser_integrations.latent import _PreallocatedLayer
+
+    layer = _PreallocatedLayer(extra=1)
+    keys = torch.arange(24.0).reshape(1, 2, 3, 4)
+    layer.update(keys, -keys)
+    for step in range(3):  # the first fits, the next two grow the cache
+        new = torch.full((1, 2, 1, 4), float(100 + step))
+        got_keys, got_values = layer.update(new, -new)
+    want = torch.cat([keys] + [torch.full((1, 2, 1, 4), float(100 + s)) for s in range(3)], dim=2)
+    torch.testing.assert_close(got_keys, want)
+    torch.testing.assert_close(got_values, -want)
+    assert layer.get_seq_length() == 6
+
+
 def test_right_padding_is_refused(encoder: LaSEREncoder) -> None:
     from laser_integrations.latent import latent_think
 
