@@ -58,6 +58,11 @@ def soft_token_embeddings(causal_lm: nn.Module, hidden: torch.Tensor) -> torch.T
     if cap:
         logits = torch.tanh(logits / cap) * cap
     probs = torch.softmax(logits.float(), dim=-1)
+    if probs.device.type == "cpu":
+        # A confident next-token distribution puts much of the vocabulary below the smallest normal float; x86
+        # CPUs multiply such subnormals tens of times slower, which made p @ E most of K=3's cost on CPU. Zeroing
+        # them moves the soft token by at most vocab_size * 1.2e-38 * max|E|.
+        probs = probs.masked_fill(probs < torch.finfo(torch.float32).tiny, 0.0)
     embed = causal_lm.get_input_embeddings()
     soft = probs.to(embed.weight.dtype) @ embed.weight
     # Embedding modules that scale their output (Gemma 3's ScaledWordEmbedding) expect callers that pass

@@ -351,6 +351,20 @@ def test_inference_cache_equals_training_cache_and_keeps_gradients(encoder: LaSE
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
+def test_soft_token_with_subnormal_probabilities_equals_float64(encoder: LaSEREncoder) -> None:
+    """A peaked next-token distribution (many probabilities below the smallest normal float) on CPU."""
+    from laser_integrations.latent import soft_token_embeddings
+
+    lm = encoder.model
+    hidden = torch.randn(3, lm.config.hidden_size, generator=torch.Generator().manual_seed(0)) * 300
+    with torch.no_grad():
+        probs64 = torch.softmax(lm.get_output_embeddings()(hidden).double(), dim=-1)
+        assert bool(((probs64 > 0) & (probs64 < torch.finfo(torch.float32).tiny)).any())  # the case under test
+        want = probs64 @ lm.get_input_embeddings().weight.double()
+        got = soft_token_embeddings(lm, hidden)[:, 0]
+    torch.testing.assert_close(got.double(), want, atol=1e-6, rtol=1e-6)
+
+
 def test_preallocated_cache_grows_past_its_size() -> None:
     """A caller that runs more steps than the cache was sized for still gets every position."""
     from laser_integrations.latent import _PreallocatedLayer
