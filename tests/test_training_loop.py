@@ -181,6 +181,9 @@ def test_contrastive_warm_up_is_logged_and_keeps_distillation_off(tiny_dir, toy_
                         lora_dropout=0.0)).train()  # fmt: skip
     records = read_metrics(out / "metrics.jsonl")
     assert [r["distill_scale"] for r in records] == [0.0, 0.0, 0.5, 1.0, 1.0]
+    for r in records:  # each view's in-batch top-1 accuracy is logged; null where a step had no rationale
+        assert 0.0 <= r["acc_latent"] <= 1.0
+        assert r["acc_explicit"] is None or 0.0 <= r["acc_explicit"] <= 1.0
     for r in records:
         weights = 1.0 * r["cl_explicit"] + r["distill_scale"] * (10.0 * r["kl_out"] + 0.1 * r["kl_mid"])
         assert r["loss"] == pytest.approx(r["cl_latent"] + weights, rel=1e-4)

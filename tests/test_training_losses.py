@@ -14,6 +14,7 @@ from laser_integrations.training.losses import (
     explicit_share,
     info_nce,
     output_kl,
+    top1_accuracy,
     trajectory_kl,
 )
 from laser_integrations.training.objectives import OBJECTIVES, get_objective
@@ -47,6 +48,14 @@ def test_info_nce_equals_hand_computation():
     assert got.item() == pytest.approx(sum(expected) / 2, rel=1e-6)
     masked = info_nce(torch.tensor(Q), torch.tensor(D), torch.tensor([0, 2]), tau, mask=torch.tensor([False, True]))
     assert masked.item() == pytest.approx(expected[1], rel=1e-6)
+
+
+def test_top1_accuracy_counts_queries_whose_positive_scores_highest():
+    docs = torch.eye(3)
+    queries = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.0, 0.1, 0.9]])  # best: docs 0, 0, 2
+    assert top1_accuracy(queries, docs, torch.tensor([0, 1, 2])).item() == pytest.approx(2 / 3)
+    assert top1_accuracy(queries, docs, torch.tensor([1, 1, 0])).item() == 0.0
+    assert math.isnan(top1_accuracy(queries[:0], docs, torch.tensor([], dtype=torch.long)).item())
 
 
 def test_term_over_no_query_is_zero_and_differentiable():

@@ -50,6 +50,19 @@ def info_nce(
     return _masked_mean(per_query, mask)
 
 
+@torch.no_grad()
+def top1_accuracy(queries: torch.Tensor, documents: torch.Tensor, positive_index: torch.Tensor) -> torch.Tensor:
+    """Share of queries whose positive scores highest among ``documents`` (a diagnostic, no gradient).
+
+    Logged per step for each view: an explicit view (the teacher) near chance, 1 / len(documents), means the
+    distillation terms pull the latent view toward arbitrary documents.
+    """
+    if queries.shape[0] == 0:
+        return torch.tensor(float("nan"))
+    best = (queries.float() @ documents.float().T).argmax(dim=-1)
+    return (best == positive_index.to(best.device)).float().mean()
+
+
 def distribution_kl(teacher_scores: torch.Tensor, student_scores: torch.Tensor, temperature: float) -> torch.Tensor:
     """Row-wise ``KL(softmax(t / T) || softmax(s / T))`` (summed over documents), shape (rows,).
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..latent import latent_think, left_padded_position_ids, unwrap_causal_lm
-from .losses import explicit_share, info_nce, output_kl, trajectory_kl
+from .losses import explicit_share, info_nce, output_kl, top1_accuracy, trajectory_kl
 from .objectives import Objective
 
 TERMS = ("cl_latent", "cl_explicit", "kl_out", "kl_mid")
@@ -100,7 +100,10 @@ class DualViewModel(nn.Module):
                 return explicit_view(self.model, ids, mask)
 
     def forward(self, batch: dict[str, torch.Tensor], distill_scale: float = 1.0) -> dict[str, torch.Tensor]:
-        """Loss terms, ``loss`` (their weighted sum) and ``explicit_fraction`` for one batch.
+        """Loss terms, ``loss`` (their weighted sum), ``explicit_fraction`` and diagnostics for one batch.
+
+        Diagnostics (no gradient): ``acc_latent`` and, with an explicit view, ``acc_explicit``: the in-batch top-1
+        accuracy of each view (NaN for the explicit view when the batch has no rationale).
 
         Args:
             batch: from :class:`~laser_integrations.training.data.DualViewCollator`.
@@ -115,6 +118,7 @@ class DualViewModel(nn.Module):
         n_queries = latent.embeddings.shape[0]
         positive = offset + torch.arange(n_queries, device=docs.device) * self.group_size
         terms = {"cl_latent": info_nce(latent.embeddings, docs, positive, w.temperature)}
+        diagnostics = {"acc_latent": top1_accuracy(latent.embeddings, docs, positive)}
 
         rows = batch["explicit_rows"]
         zero = latent.embeddings.sum() * 0.0
@@ -124,6 +128,7 @@ class DualViewModel(nn.Module):
             index = batch["segment_positions"].unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
             trajectory = hidden.gather(1, index)  # (rows, K, H)
             student = latent.embeddings[rows]
+            diagnostics["acc_explicit"] = top1_accuracy(v_star, docs, positive[rows])
             if self.objective.cl_explicit:
                 terms["cl_explicit"] = info_nce(v_star, docs, positive[rows], w.temperature)
             if self.objective.kl_out:
@@ -138,4 +143,6 @@ class DualViewModel(nn.Module):
                    "kl_out": share * distill_scale * w.lambda_out, "kl_mid": share * distill_scale * w.lambda_mid}  # fmt: skip
         terms["loss"] = sum(lambdas[t] * terms[t] for t in self.active_terms())
         terms["explicit_fraction"] = torch.tensor(rows.numel() / max(n_queries, 1))
-        return terms
+        if self.objective.explicit_view:
+            diagnostics.setdefault("acc_explicit", torch.tensor(float("nan")))  # no rationale in this batch
+        return {**terms, **diagnostics}

@@ -4,7 +4,8 @@ Output folder::
 
     output_dir/
       checkpoints/step-000050/   trainable weights (safetensors), optimizer, scheduler, RNG, trainer_state.json
-      metrics.jsonl              one line per logged step: lr, loss and every loss term
+      metrics.jsonl              one line per logged step: lr, loss, every loss term, each view's in-batch
+                                 top-1 accuracy (acc_latent, acc_explicit: null when no rationale)
       loss_curve.png             the loss terms against the step
       train_config.yaml          the resolved configuration
       final/                     the export: LaSEREncoder.from_pretrained(output_dir / "final")
@@ -23,6 +24,7 @@ import logging
 import math
 import random
 import shutil
+import statistics
 import time
 import uuid
 from collections.abc import Callable
@@ -47,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
+DIAGNOSTICS = ("acc_latent", "acc_explicit")  # in-batch top-1 accuracy of each view, logged, not trained
 FINAL = "final"
 STATE = "trainer_state.json"
 
@@ -364,6 +367,7 @@ class LaSERTrainer:
                 bar.close()
                 return None
             sums: dict[str, float] = {}
+            seen: dict[str, list[float]] = {}
             scale = distillation_scale(self.step, self.config.loss.distill_warmup_steps,
                                        self.config.loss.distill_ramp_steps)  # fmt: skip
             for micro in range(t.gradient_accumulation_steps):
@@ -375,6 +379,12 @@ class LaSERTrainer:
                     acc.backward(out["loss"] / t.gradient_accumulation_steps)
                 for name in ["loss", *terms, "explicit_fraction"]:
                     sums[name] = sums.get(name, 0.0) + float(out[name].detach()) / t.gradient_accumulation_steps
+                for name in DIAGNOSTICS:
+                    if name in out and not math.isnan(value := float(out[name])):
+                        seen.setdefault(name, []).append(value)
+            for name in DIAGNOSTICS:  # mean over the micro-batches that had one; NaN (logged as null) if none did
+                if name in out:
+                    sums[name] = statistics.fmean(seen[name]) if name in seen else math.nan
             grad_norm = None
             if t.max_grad_norm > 0:
                 grad_norm = float(acc.clip_grad_norm_(self.dual.parameters(), t.max_grad_norm))
@@ -385,10 +395,11 @@ class LaSERTrainer:
             done_here += 1
             logged = self._reduce(sums)
             bar.update(1)
-            bar.set_postfix({_short(k): f"{v:.3g}" for k, v in logged.items() if k != "explicit_fraction"})
+            bar.set_postfix({_short(k): f"{v:.3g}" for k, v in logged.items() if k != "explicit_fraction" and v == v})
             if self.step % t.logging_steps == 0 or self.step == self.total_steps:
                 record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
-                          "lr": self.scheduler.get_last_lr()[0], **logged, "distill_scale": scale, "grad_norm": grad_norm,
+                          "lr": self.scheduler.get_last_lr()[0], **{k: None if v != v else v for k, v in logged.items()},
+                          "distill_scale": scale, "grad_norm": grad_norm,
                           "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
                 if acc.is_main_process:
                     with (self.output_dir / METRICS).open("a", encoding="utf-8") as f:
@@ -424,7 +435,7 @@ class LaSERTrainer:
 
 
 def _short(name: str) -> str:
-    return {"cl_latent": "cl_L", "cl_explicit": "cl_E", "kl_out": "kl_out", "kl_mid": "kl_mid"}.get(name, name)
+    return {"cl_latent": "cl_L", "cl_explicit": "cl_E", "acc_latent": "acc_L", "acc_explicit": "acc_E"}.get(name, name)
 
 
 def _absolute(path: str) -> str | Path:
@@ -460,11 +471,22 @@ def plot_metrics(metrics_path: Path, png_path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     names = [k for k in ("loss", "cl_latent", "cl_explicit", "kl_out", "kl_mid") if k in records[0]]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), squeeze=False)
+    accuracies = [k for k in DIAGNOSTICS if k in records[0]]
+    panels = len(names) + bool(accuracies)
+    fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3), squeeze=False)
     steps = [r["step"] for r in records]
     for ax, name in zip(axes[0], names):
         ax.plot(steps, [r[name] for r in records], lw=1)
         ax.set_title(name)
+    if accuracies:  # steps without a rationale have no explicit accuracy: plotted as gaps
+        ax = axes[0][-1]
+        for name in accuracies:
+            ax.plot(steps, [math.nan if r[name] is None else r[name] for r in records], ".-", lw=0.8, ms=3,
+                    label=name.removeprefix("acc_"))  # fmt: skip
+        ax.set_title("in-batch top-1 accuracy")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+    for ax in axes[0]:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     fig.tight_layout()
