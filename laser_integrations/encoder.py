@@ -17,7 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from .config import LaSERConfig, validate_num_thinking_steps
 from .formatting import Formatter, Kind
-from .latent import latent_think, pool_steps, unwrap_causal_lm
+from .latent import KVWorkspace, latent_think, pool_steps, unwrap_causal_lm
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,8 @@ class LaSEREncoder:
         self.chunk_size = 4096  # texts tokenised at a time
         # Fast tokenizers are not safe to call from several threads at once ("Already borrowed").
         self._tokenizer_lock = threading.Lock()
+        # On CPU the latent steps' KV cache reuses the same memory from batch to batch (see KVWorkspace).
+        self._kv_workspace = KVWorkspace()
 
     # -- properties ----------------------------------------------------------------------------------------
     @property
@@ -243,13 +245,26 @@ class LaSEREncoder:
         """Embed already tokenised inputs (one padded batch): (batch, dimension), or (batch, len(pool), dimension)
         with the embedding of each K in ``pool`` (each at most ``num_thinking_steps``)."""
         input_ids, attention_mask = self.pad(batch, self.device)
+        workspace = self._kv_workspace if input_ids.device.type == "cpu" else None
         result = latent_think(
-            self.model, input_ids, attention_mask, num_thinking_steps, normalize=self.config.normalize
-        )
+            self.model, input_ids, attention_mask, num_thinking_steps, normalize=self.config.normalize,
+            workspace=workspace,
+        )  # fmt: skip
         if pool is None:
             return result.embeddings.float().cpu().numpy()
         pooled = [pool_steps(result.step_states, k, normalize=self.config.normalize) for k in pool]
         return torch.stack(pooled, dim=1).float().cpu().numpy()
+
+    def clear_kv_workspace(self) -> int:
+        """Free the KV-cache memory that CPU encoding keeps between batches; returns the bytes freed.
+
+        With K > 1 on CPU each batch's cache is written into memory kept from the previous batch (mapping fresh
+        memory in cost more than the latent steps on the machines measured); it stays as large as the largest
+        batch's cache. Call this when you are done encoding for a while.
+        """
+        freed = self._kv_workspace.nbytes
+        self._kv_workspace.clear()
+        return freed
 
     def pad(self, batch: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-pad token ids into (input_ids, attention_mask) tensors."""

@@ -9,6 +9,7 @@ read there. The embedding is ``normalize(mean(h_1..h_K))``.
 from __future__ import annotations
 
 import inspect
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -73,24 +74,70 @@ def soft_token_embeddings(causal_lm: nn.Module, hidden: torch.Tensor) -> torch.T
     return soft.unsqueeze(1)
 
 
+class KVWorkspace:
+    """Key/value memory that an inference caller keeps between latent runs (``LaSEREncoder`` does on CPU).
+
+    Freshly allocated memory is mapped in page by page on first write; for a K=3 batch of Qwen3-0.6B's shape that
+    is ~2 GB of KV cache a batch, and on the virtual machines measured here mapping it cost more than the latent
+    steps themselves. Reusing the same buffers removes that cost; the memory stays allocated (as large as the
+    largest batch's cache) until :meth:`clear`. One latent run uses a workspace at a time: a concurrent run
+    that finds it busy allocates its own cache, as without a workspace.
+    """
+
+    def __init__(self) -> None:
+        self._flat: list[torch.Tensor] = []  # per cache tensor (layer keys, layer values, ...), 1-D
+        self._lock = threading.Lock()
+
+    def acquire(self) -> bool:
+        return self._lock.acquire(blocking=False)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def buffer(self, slot: int, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised tensor of ``shape`` backed by slot ``slot``'s memory (grown when too small)."""
+        numel = int(torch.Size(shape).numel())
+        while len(self._flat) <= slot:
+            self._flat.append(like.new_empty(0))
+        flat = self._flat[slot]
+        if flat.numel() < numel or flat.dtype != like.dtype or flat.device != like.device:
+            self._flat[slot] = flat = like.new_empty(numel)
+        return flat[:numel].view(shape)
+
+    def clear(self) -> None:
+        """Free the buffers (the next run allocates again)."""
+        with self._lock:
+            self._flat = []
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self._flat)
+
+
 class _PreallocatedLayer(DynamicLayer):
     """A full-attention KV cache layer sized once for the prompt plus ``extra`` latent steps.
 
     ``DynamicLayer`` concatenates on every update, copying the whole cache (the prompt included) at the prefill
-    and again at every latent step; this writes each position once. Inference only: later in-place writes
-    would invalidate tensors autograd saved, so training keeps ``DynamicCache``.
+    and again at every latent step; this writes each position once, into a :class:`KVWorkspace`'s memory when
+    given one. Inference only: later in-place writes would invalidate tensors autograd saved, so training keeps
+    ``DynamicCache``.
     """
 
-    def __init__(self, extra: int):
+    def __init__(self, extra: int, workspace: KVWorkspace | None = None, slot: int = 0):
         super().__init__()
         self.extra = extra
         self.length = 0
+        self.workspace, self.slot = workspace, slot
+
+    def _allocate(self, states: torch.Tensor, slot: int) -> torch.Tensor:
+        batch, heads, length, dim = states.shape
+        shape = (batch, heads, length + self.extra, dim)
+        return self.workspace.buffer(slot, shape, states) if self.workspace else states.new_empty(shape)
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        batch, heads, length, _ = key_states.shape
         self.device = key_states.device
-        self._keys = key_states.new_empty(batch, heads, length + self.extra, key_states.shape[-1])
-        self._values = value_states.new_empty(batch, value_states.shape[1], length + self.extra, value_states.shape[-1])
+        self._keys = self._allocate(key_states, 2 * self.slot)
+        self._values = self._allocate(value_states, 2 * self.slot + 1)
         self.is_initialized = True
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
@@ -108,16 +155,17 @@ class _PreallocatedLayer(DynamicLayer):
         return self.keys, self.values
 
 
-def _thinking_cache(causal_lm: nn.Module, extra_steps: int) -> DynamicCache:
+def _thinking_cache(causal_lm: nn.Module, extra_steps: int, workspace: KVWorkspace | None = None) -> DynamicCache:
     """A KV cache for the prefill plus ``extra_steps`` latent steps.
 
-    Preallocated when no gradient is recorded and every layer is plain full attention; otherwise (training,
-    sliding-window or hybrid models) the model's own ``DynamicCache``, which handles those layer types.
+    Preallocated (in ``workspace`` when given) when no gradient is recorded and every layer is plain full
+    attention; otherwise (training, sliding-window or hybrid models) the model's own ``DynamicCache``, which
+    handles those layer types.
     """
     cache = DynamicCache(config=causal_lm.config)
     layers = getattr(cache, "layers", None)
     if not torch.is_grad_enabled() and layers and all(type(layer) is DynamicLayer for layer in layers):
-        cache.layers = [_PreallocatedLayer(extra_steps) for _ in layers]
+        cache.layers = [_PreallocatedLayer(extra_steps, workspace, slot) for slot in range(len(layers))]
     return cache
 
 
@@ -135,6 +183,7 @@ def latent_think(
     normalize: bool = True,
     use_cache: bool | None = None,
     detach_soft_tokens: bool = False,
+    workspace: KVWorkspace | None = None,
 ) -> LatentOutput:
     """Run K latent thinking steps over a left-padded batch.
 
@@ -150,6 +199,7 @@ def latent_think(
         detach_soft_tokens: training only: soft tokens enter the next step as constants, so no gradient flows
             back through ``softmax(W_lm h) E``; the step states still get gradients through attention to the
             input. Same values either way.
+        workspace: inference only: KV memory reused across calls (see :class:`KVWorkspace`); same values.
 
     Returns:
         The step states h_1..h_K and the pooled embeddings.
@@ -168,10 +218,34 @@ def latent_think(
     if use_cache is None:
         use_cache = not (gradient_checkpointing_enabled(causal_lm) and causal_lm.training)
 
-    position_ids = left_padded_position_ids(attention_mask)
     inputs_embeds = causal_lm.get_input_embeddings()(input_ids)
     use_cache = use_cache and num_thinking_steps > 1
-    cache = {_cache_keyword(decoder): _thinking_cache(causal_lm, num_thinking_steps - 1)} if use_cache else {}
+    if not (use_cache and workspace is not None and workspace.acquire()):
+        workspace = None  # not needed, or another run is using it
+    try:
+        cache = {}
+        if use_cache:
+            cache[_cache_keyword(decoder)] = _thinking_cache(causal_lm, num_thinking_steps - 1, workspace)
+        return _think(decoder, causal_lm, inputs_embeds, attention_mask, num_thinking_steps, use_cache=use_cache,
+                      cache=cache, normalize=normalize, detach_soft_tokens=detach_soft_tokens)  # fmt: skip
+    finally:
+        if workspace is not None:
+            workspace.release()
+
+
+def _think(
+    decoder: nn.Module,
+    causal_lm: nn.Module,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    num_thinking_steps: int,
+    *,
+    use_cache: bool,
+    cache: dict,
+    normalize: bool,
+    detach_soft_tokens: bool,
+) -> LatentOutput:
+    position_ids = left_padded_position_ids(attention_mask)
     out = decoder(
         inputs_embeds=inputs_embeds,
         attention_mask=attention_mask,

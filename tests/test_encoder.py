@@ -365,6 +365,41 @@ def test_soft_token_with_subnormal_probabilities_equals_float64(encoder: LaSEREn
     torch.testing.assert_close(got.double(), want, atol=1e-6, rtol=1e-6)
 
 
+def test_kv_workspace_is_reused_across_batches_without_changing_embeddings(encoder: LaSEREncoder) -> None:
+    """CPU encoding writes each batch's KV cache into memory kept from the last; values stay the same."""
+    from laser_integrations.latent import KVWorkspace, latent_think
+
+    texts = [*TEXTS, "a much longer text " * 12]
+    ids, mask = encoder.pad(encoder.formatter.tokenize(texts, "query")[0], torch.device("cpu"))
+    workspace = KVWorkspace()
+    with torch.inference_mode():
+        fresh = latent_think(encoder.model, ids, mask, 3)
+        first = latent_think(encoder.model, ids, mask, 3, workspace=workspace)
+        held = workspace.nbytes
+        small = latent_think(encoder.model, ids[:2, -4:], mask[:2, -4:], 3, workspace=workspace)  # fits: reused
+        again = latent_think(encoder.model, ids, mask, 3, workspace=workspace)
+        small_fresh = latent_think(encoder.model, ids[:2, -4:], mask[:2, -4:], 3)
+    assert held > 0 and workspace.nbytes == held
+    for got, want in ((first, fresh), (again, fresh), (small, small_fresh)):
+        torch.testing.assert_close(got.step_states, want.step_states, atol=1e-6, rtol=1e-6)
+
+    encoder.encode_queries(TEXTS, num_thinking_steps=3)
+    assert encoder.clear_kv_workspace() > 0
+    assert encoder.clear_kv_workspace() == 0
+
+
+def test_busy_kv_workspace_is_not_shared() -> None:
+    """A run that finds the workspace in use by another thread allocates its own cache."""
+    from laser_integrations.latent import KVWorkspace
+
+    workspace = KVWorkspace()
+    assert workspace.acquire()
+    assert not workspace.acquire()
+    workspace.release()
+    assert workspace.acquire()
+    workspace.release()
+
+
 def test_preallocated_cache_grows_past_its_size() -> None:
     """A caller that runs more steps than the cache was sized for still gets every position."""
     from laser_integrations.latent import _PreallocatedLayer
