@@ -281,3 +281,14 @@ def test_cli_end_to_end(tiny_dir, toy_data, tmp_path, capsys):
     assert "Unknown config keys ['--bogus', '1']" in capsys.readouterr().err
     assert main(["--config", str(recipe), "--output_dir", str(tmp_path / "x"), "--objective", "full"]) == 2
     assert "Valid objectives are" in capsys.readouterr().err
+
+
+def test_trainers_with_different_precision_in_one_process(tiny_dir, toy_data, tmp_path):
+    """accelerate's process-wide state must not make a second run with another bf16 setting fail."""
+    first = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "a", bf16="true", max_steps=1))
+    first.setup()
+    assert first.accelerator.mixed_precision == "bf16"
+    second = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "b", bf16="false", max_steps=1))
+    second.train()
+    assert second.accelerator.mixed_precision == "no"
+    assert (tmp_path / "b" / "final" / "laser_config.json").is_file()

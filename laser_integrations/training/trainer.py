@@ -140,10 +140,20 @@ class LaSERTrainer:
 
     def _make_accelerator(self) -> Any:
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState, DistributedType
 
         choice = self.config.train.bf16
         use_bf16 = torch.cuda.is_available() if choice == "auto" else choice == "true"
-        return Accelerator(mixed_precision="bf16" if use_bf16 else "no")
+        mixed_precision = "bf16" if use_bf16 else "no"
+        # accelerate keeps one process-wide state and refuses a second precision in the same process, so a
+        # notebook (or the demo, then a recipe) that trains twice would fail; a single process may start over.
+        state = AcceleratorState._shared_state
+        if (
+            state.get("_mixed_precision", mixed_precision) != mixed_precision
+            and state.get("distributed_type") == DistributedType.NO
+        ):
+            AcceleratorState._reset_state()
+        return Accelerator(mixed_precision=mixed_precision)
 
     def _load_backbone(self, device: torch.device) -> tuple[nn.Module, Any, LaSERConfig]:
         m = self.config.model
