@@ -2,6 +2,7 @@
 # LaSER vs plain contrastive on TheoremQA dev with the offline SmolLM2-135M on CPU (issue 6's study).
 #
 #   training/theoremqa_study.sh RUN [RUN ...]     e.g. training/theoremqa_study.sh contrastive-s42 recipe-s42
+#                                                 reasoned-RUN: RUN with generated rationales for every question
 #   python training/study_table.py                the Markdown tables of training/RESULTS.md
 #
 # Every run trains with training/cpu_smollm2_theoremqa.yaml plus the overrides below, then scores its final
@@ -25,12 +26,23 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
     schedule)         echo "--objective laser --detach_soft_tokens false" ;;  # the recipe's loss schedule only
     recipe-no_explicit_view|recipe-no_latent_view|recipe-no_trajectory|recipe-no_output_kd|recipe-frozen_teacher)
                       echo "--objective ${1#recipe-}" | sed 's/-s[0-9]*$//' ;;
-    *) echo "unknown run $1 (contrastive|paper|schedule|recipe|recipe-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
+    *) echo "unknown run $1 ([reasoned-](contrastive|paper|schedule|recipe|recipe-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
   esac
   echo "--seed $seed"
 }
 
 seconds_since() { echo $(( $(date +%s) - $1 )); }
+
+# reasoned-RUN: RUN trained on DATA plus rationales that `laser-train reason` writes, with the offline
+# SmolLM2-135M-Instruct, for the training questions that have none (resumable: it skips those already written).
+reasoned_data() {
+  local dir=$OUT/theoremqa-reasoned
+  mkdir -p "$dir/qrels"
+  for f in corpus.jsonl queries.jsonl qrels/train.tsv qrels/dev.tsv; do ln -sfn "$(realpath "$DATA/$f")" "$dir/$f"; done
+  if [ ! -f "$dir/reasoning.jsonl" ]; then cp "$DATA/reasoning.jsonl" "$dir/reasoning.jsonl"; chmod u+w "$dir/reasoning.jsonl"; fi
+  laser-train reason --data "$dir" --split train --model smollm2-135m-offline --batch_size 16 --max_new_tokens 192 >&2
+  echo "$dir"
+}
 
 for run in "$@"; do
   dir=$OUT/$run
@@ -39,7 +51,13 @@ for run in "$@"; do
     untrained) model=smollm2-135m-offline; ks="1 3" ;;
     minilm|bm25) model=$run; ks="" ;;
     *)
-      args=$(train_args "$run")
+      train_data=$DATA
+      if [[ $run == reasoned-* ]]; then
+        t0=$(date +%s); train_data=$(reasoned_data); echo "rationales: $(seconds_since "$t0") s"
+        args=$(train_args "${run#reasoned-}")
+      else
+        args=$(train_args "$run")
+      fi
       if [ -f "$dir/final/laser_config.json" ] && [ -z "${RETRAIN:-}" ]; then
         echo "$run: reusing $dir/final (RETRAIN=1 trains again)"
         model=$dir/final; ks=""; train_s=$(python -c "import json; print(json.load(open('$dir/wall.json'))['train_seconds'])" 2>/dev/null || echo 0)
@@ -47,7 +65,7 @@ for run in "$@"; do
       echo "$(date -u +%FT%TZ) train $run: $args"
       t0=$(date +%s)
       # shellcheck disable=SC2086
-      laser-train --config "$RECIPE" --train_data "$DATA" --output_dir "$dir" --overwrite_output_dir true \
+      laser-train --config "$RECIPE" --train_data "$train_data" --output_dir "$dir" --overwrite_output_dir true \
         --progress_bar false $args
       train_s=$(seconds_since "$t0")
       echo "{\"train_seconds\": $train_s}" > "$dir/wall.json"
