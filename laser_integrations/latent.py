@@ -8,8 +8,10 @@ read there. The embedding is ``normalize(mean(h_1..h_K))``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -88,11 +90,16 @@ class KVWorkspace:
         self._flat: list[torch.Tensor] = []  # per cache tensor (layer keys, layer values, ...), 1-D
         self._lock = threading.Lock()
 
-    def acquire(self) -> bool:
-        return self._lock.acquire(blocking=False)
-
-    def release(self) -> None:
-        self._lock.release()
+    @contextlib.contextmanager
+    def borrowed(self) -> Iterator[KVWorkspace | None]:
+        """This workspace while no other run holds it, else None (the caller then allocates its own cache)."""
+        if not self._lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            yield self
+        finally:
+            self._lock.release()
 
     def buffer(self, slot: int, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """An uninitialised tensor of ``shape`` backed by slot ``slot``'s memory (grown when too small)."""
@@ -218,66 +225,46 @@ def latent_think(
     if use_cache is None:
         use_cache = not (gradient_checkpointing_enabled(causal_lm) and causal_lm.training)
 
+    position_ids = left_padded_position_ids(attention_mask)
     inputs_embeds = causal_lm.get_input_embeddings()(input_ids)
     use_cache = use_cache and num_thinking_steps > 1
-    if not (use_cache and workspace is not None and workspace.acquire()):
-        workspace = None  # not needed, or another run is using it
-    try:
+    borrow = workspace.borrowed() if use_cache and workspace is not None else contextlib.nullcontext()
+    with borrow as held:  # held: the workspace, or None when not needed or another run is using it
         cache = {}
         if use_cache:
-            cache[_cache_keyword(decoder)] = _thinking_cache(causal_lm, num_thinking_steps - 1, workspace)
-        return _think(decoder, causal_lm, inputs_embeds, attention_mask, num_thinking_steps, use_cache=use_cache,
-                      cache=cache, normalize=normalize, detach_soft_tokens=detach_soft_tokens)  # fmt: skip
-    finally:
-        if workspace is not None:
-            workspace.release()
-
-
-def _think(
-    decoder: nn.Module,
-    causal_lm: nn.Module,
-    inputs_embeds: torch.Tensor,
-    attention_mask: torch.Tensor,
-    num_thinking_steps: int,
-    *,
-    use_cache: bool,
-    cache: dict,
-    normalize: bool,
-    detach_soft_tokens: bool,
-) -> LatentOutput:
-    position_ids = left_padded_position_ids(attention_mask)
-    out = decoder(
-        inputs_embeds=inputs_embeds,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        use_cache=use_cache,
-        **cache,
-    )
-    states = [out.last_hidden_state[:, -1]]
-    for _ in range(num_thinking_steps - 1):
-        soft = soft_token_embeddings(causal_lm, states[-1])
-        if detach_soft_tokens:
-            soft = soft.detach()
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)], dim=1)
-        next_position = position_ids[:, -1:] + 1
-        position_ids = torch.cat([position_ids, next_position], dim=1)
-        if use_cache:
-            out = decoder(
-                inputs_embeds=soft,
-                attention_mask=attention_mask,
-                position_ids=next_position,
-                use_cache=True,
-                **cache,
-            )
-        else:
-            inputs_embeds = torch.cat([inputs_embeds, soft], dim=1)
-            out = decoder(
-                inputs_embeds=inputs_embeds,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                use_cache=False,
-            )
-        states.append(out.last_hidden_state[:, -1])
+            cache[_cache_keyword(decoder)] = _thinking_cache(causal_lm, num_thinking_steps - 1, held)
+        out = decoder(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=use_cache,
+            **cache,
+        )
+        states = [out.last_hidden_state[:, -1]]
+        for _ in range(num_thinking_steps - 1):
+            soft = soft_token_embeddings(causal_lm, states[-1])
+            if detach_soft_tokens:
+                soft = soft.detach()
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)], dim=1)
+            next_position = position_ids[:, -1:] + 1
+            position_ids = torch.cat([position_ids, next_position], dim=1)
+            if use_cache:
+                out = decoder(
+                    inputs_embeds=soft,
+                    attention_mask=attention_mask,
+                    position_ids=next_position,
+                    use_cache=True,
+                    **cache,
+                )
+            else:
+                inputs_embeds = torch.cat([inputs_embeds, soft], dim=1)
+                out = decoder(
+                    inputs_embeds=inputs_embeds,
+                    attention_mask=attention_mask,
+                    position_ids=position_ids,
+                    use_cache=False,
+                )
+            states.append(out.last_hidden_state[:, -1])
     step_states = torch.stack(states, dim=1)
     return LatentOutput(step_states=step_states, embeddings=pool_steps(step_states, normalize=normalize))
 

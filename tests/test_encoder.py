@@ -393,11 +393,12 @@ def test_busy_kv_workspace_is_not_shared() -> None:
     from laser_integrations.latent import KVWorkspace
 
     workspace = KVWorkspace()
-    assert workspace.acquire()
-    assert not workspace.acquire()
-    workspace.release()
-    assert workspace.acquire()
-    workspace.release()
+    with workspace.borrowed() as held:
+        assert held is workspace
+        with workspace.borrowed() as concurrent:
+            assert concurrent is None
+    with workspace.borrowed() as again:
+        assert again is workspace
 
 
 def test_preallocated_cache_grows_past_its_size() -> None:
