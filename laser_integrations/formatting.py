@@ -24,11 +24,11 @@ class Formatter:
 
     def render(self, text: str, kind: Kind, instruction: str | None = None) -> str:
         """The full input string for one text, before tokenisation."""
-        prefix, suffix = self._frame(kind, instruction)
+        prefix, suffix = self.frame(kind, instruction)
         return prefix + text + suffix
 
-    def _frame(self, kind: Kind, instruction: str | None) -> tuple[str, str]:
-        """The strings before and after the text for this kind and instruction."""
+    def frame(self, kind: Kind, instruction: str | None = None) -> tuple[str, str]:
+        """The strings before and after the text for this kind and instruction (template, chat markup, suffix)."""
         cfg = self.config
         if kind == "query":
             template = cfg.query_template
@@ -61,7 +61,7 @@ class Formatter:
         The whole rendered string is tokenised at once (as the released checkpoints were fed), so tokens at
         the template's seams are the ones the model saw in training.
         """
-        prefix, suffix = self._frame(kind, instruction)
+        prefix, suffix = self.frame(kind, instruction)
         max_length = self.max_length(kind)
         # A chat template carries its own special tokens (and BOS where the model uses one).
         add_special = not self.config.use_chat_template

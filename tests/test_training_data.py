@@ -166,6 +166,36 @@ def test_explicit_view_truncation_keeps_eos_and_cut_segment(formatter):
     assert tokenize_explicit_view(formatter, "q", "  \n\n ", None) is None
 
 
+@pytest.mark.parametrize("use_chat_template", [False, True])
+def test_in_prompt_layout_is_the_query_template_around_question_and_rationale(qwen3_tokenizer, use_chat_template):
+    config = LaSERConfig(query_max_length=200) if use_chat_template else LaSERConfig.from_preset("plain")
+    f = Formatter(qwen3_tokenizer, config)
+    question, reasoning = "What is 3 squared?", "Square it.\n\n3 * 3 = 9.\n\nSo 9."
+    view = tokenize_explicit_view(f, question, reasoning, None, layout="in_prompt")
+    # The same tokens the latent view would read for the question and the rationale written as one query text,
+    # so v* (the last position) sits where the latent view reads h_1.
+    assert view.input_ids == f.tokenize([question + "\n\n" + reasoning], "query")[0][0]
+    assert [qwen3_tokenizer.decode(view.input_ids[e]).strip() for e in view.segment_ends] == [".", ".", "."]
+    assert qwen3_tokenizer.decode(view.input_ids[view.segment_ends[0] - 1 : view.segment_ends[0] + 1]).strip() == "it."
+
+
+def test_in_prompt_layout_cuts_question_as_the_latent_view_and_rationale_to_fit(qwen3_tokenizer):
+    f = Formatter(qwen3_tokenizer, LaSERConfig.from_preset("plain", query_max_length=8))
+    question, reasoning = "one two three four five six seven eight nine ten", "alpha beta.\n\n" + "gamma " * 40
+    latent_query = f.tokenize([question], "query")[0][0]
+    view = tokenize_explicit_view(f, question, reasoning, None, layout="in_prompt", max_length=30)
+    assert len(view.input_ids) == 30
+    assert view.input_ids[: len(latent_query)] == latent_query  # the plain template has no tail after the text
+    gap = qwen3_tokenizer("\n\n", add_special_tokens=False)["input_ids"]
+    assert view.input_ids[len(latent_query) : len(latent_query) + len(gap)] == gap
+    assert qwen3_tokenizer.decode(view.input_ids[view.segment_ends[0]]).strip() == "."
+    assert view.segment_ends[-1] == 29  # the cut segment ends at the last kept token
+    with pytest.raises(ValueError, match=r"explicit_max_length=9 leaves no room for a rationale"):
+        tokenize_explicit_view(f, question, reasoning, None, layout="in_prompt", max_length=9)
+    with pytest.raises(ValueError, match=r"Invalid explicit layout 'prompt'. Valid layouts are: \['paper', 'in_prompt'\]"):
+        tokenize_explicit_view(f, question, reasoning, None, layout="prompt")
+
+
 def test_collator_groups_positions_and_determinism(tmp_path):
     enc = tiny_encoder(config=LaSERConfig.from_preset("plain"))
     folder = make_beir(tmp_path / "beir")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 import yaml
 
 from laser_integrations import LaSERConfig, LaSEREncoder
+from laser_integrations.formatting import Formatter
 from laser_integrations.testing import tiny_encoder
 from laser_integrations.training import DataError, LaSERTrainer, build_config
 from laser_integrations.training.cli import main
@@ -160,6 +162,20 @@ def test_loss_weights_follow_schedule_and_rationale_share(tiny_dir, toy_data, tm
         assert t["explicit_fraction"] == 0.5
 
 
+def test_in_prompt_layout_feeds_question_and_rationale_through_the_query_template(tiny_dir, toy_data, tmp_path):
+    trainer = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "out", explicit_layout="in_prompt", lora_dropout=0.0))
+    trainer.setup()
+    batch = trainer.collator([0, 1, 2, 3], epoch=0, device=torch.device("cpu"))
+    examples, formatter = trainer.collator.examples, trainer.collator.formatter
+    untruncated = Formatter(formatter.tokenizer, formatter.config.replace(query_max_length=128))
+    for row, index in enumerate(batch["explicit_rows"].tolist()):
+        ex = examples[index]
+        ids = batch["explicit_ids"][row][batch["explicit_mask"][row].bool()].tolist()
+        assert ids == untruncated.tokenize([ex.query + "\n\n" + ex.reasoning], "query")[0][0]
+    terms = _terms(trainer, batch)
+    assert all(math.isfinite(terms[t]) and terms[t] > 0 for t in ("cl_explicit", "kl_out", "kl_mid"))
+
+
 def test_query_without_rationale_contributes_nothing_to_distillation(tiny_dir, toy_data, tmp_path):
     trainer = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "out", explicit_weighting="batch_share",
                                   lora_dropout=0.0))  # fmt: skip
@@ -242,6 +258,8 @@ def test_bad_config_errors_name_the_key():
         build_config({"model": "m", "train_data": "d", "output_dir": "o", "lora": False, "export": "adapter"})
     with pytest.raises(ValueError, match=r"explicit_weighting: invalid value 'share'. Valid values are"):
         build_config({"model": "m", "train_data": "d", "output_dir": "o", "explicit_weighting": "share"})
+    with pytest.raises(ValueError, match=r"explicit_layout: invalid value 'eos'. Valid values are"):
+        build_config({"model": "m", "train_data": "d", "output_dir": "o", "explicit_layout": "eos"})
     with pytest.raises(ValueError, match="distill_warmup_steps must be >= 0, got -5"):
         build_config({"model": "m", "train_data": "d", "output_dir": "o", "distill_warmup_steps": -5})
     with pytest.raises(ValueError, match=r"laser_config has unknown keys \['suffix'\]"):

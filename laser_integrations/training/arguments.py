@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ..config import LaSERConfig
+from .data import EXPLICIT_LAYOUTS
 from .losses import DOWNSAMPLE_RULES, EXPLICIT_WEIGHTINGS
 from .objectives import get_objective
 
@@ -57,6 +58,10 @@ class DataArguments:
     )
     reasoning_separator: str = _f("\n\n", "separator between rationale segments (trajectory targets)")
     explicit_max_length: int = _f(1024, "token budget of the explicit view (query + rationale + EOS)")
+    explicit_layout: str = _f(
+        "paper", "explicit view: paper (query, rationale, EOS; v* at EOS) | in_prompt (rationale inside the query "
+        "template after the question; v* where the latent view reads h_1)"
+    )
     max_examples: int | None = _f(None, "use only the first N records (smoke tests)")
 
 
@@ -116,6 +121,7 @@ CHOICES = {
     "bf16": ("auto", "true", "false"),
     "export": ("merged", "adapter"),
     "explicit_weighting": EXPLICIT_WEIGHTINGS,
+    "explicit_layout": EXPLICIT_LAYOUTS,
 }
 REQUIRED = ("model", "train_data", "output_dir")
 

@@ -346,6 +346,9 @@ class ExplicitView:
     segment_ends: list[int]
 
 
+EXPLICIT_LAYOUTS = ("paper", "in_prompt")
+
+
 def tokenize_explicit_view(
     formatter: Formatter,
     query: str,
@@ -354,38 +357,96 @@ def tokenize_explicit_view(
     *,
     separator: str = "\n\n",
     max_length: int = 1024,
+    layout: str = "paper",
 ) -> ExplicitView | None:
-    """The explicit view's input: the latent view's query tokens, the rationale's tokens, then EOS.
+    """The explicit view's input and the positions of each rationale segment's last token.
+
+    Layouts (``v*`` is always read at the last position):
+        ``"paper"``: the latent view's query tokens, the rationale's tokens, then EOS (``v*`` at EOS).
+        ``"in_prompt"``: the rationale written into the query's own text, after the question and a blank line,
+        so the whole input is the query template around ``question + "\n\n" + rationale`` and ``v*`` sits where
+        the latent view reads ``h_1`` (the end of the template). The question is cut to what the latent view
+        keeps of it.
 
     Segment ends are found with the tokenizer's offset mapping: the last token that starts inside each
-    segment. When the rationale does not fit ``max_length`` its tail is cut (EOS is kept); the cut segment
-    ends at the last kept token. Returns None for a rationale without any non-blank segment.
+    segment. When the rationale does not fit ``max_length`` its tail is cut (EOS, or the template, is kept);
+    the cut segment ends at the last kept token. Returns None for a rationale without any non-blank segment.
     """
-    tokenizer = formatter.tokenizer
-    query_ids = formatter.tokenize([query], "query", instruction)[0][0]
+    if layout not in EXPLICIT_LAYOUTS:
+        msg = f"Invalid explicit layout {layout!r}. Valid layouts are: {list(EXPLICIT_LAYOUTS)}."
+        raise ValueError(msg)
     spans = segment_spans(reasoning, separator)
     if not spans:
         return None
+    if layout == "in_prompt":
+        return _in_prompt_view(formatter, query, reasoning, spans, instruction, max_length)
+    tokenizer = formatter.tokenizer
+    query_ids = formatter.tokenize([query], "query", instruction)[0][0]
     encoded = tokenizer(reasoning, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
-    starts = [a for a, _ in offsets]
-    ends = sorted({bisect.bisect_left(starts, end) - 1 for _, end in spans})
-    budget = max_length - len(query_ids) - 1
+    ends = _segment_end_tokens([a for a, _ in offsets], spans, 0)
+    ids, ends = _cut_rationale(ids, ends, max_length - len(query_ids) - 1, len(query_ids), max_length)
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        msg = "The tokenizer has no EOS token, which the explicit view ends with; set tokenizer.eos_token."
+        raise ValueError(msg)
+    return ExplicitView(list(query_ids) + list(ids) + [eos], [len(query_ids) + e for e in ends])
+
+
+def _segment_end_tokens(starts: list[int], spans: list[tuple[int, int]], shift: int) -> list[int]:
+    """Index of the last token starting inside each character span (spans shifted by ``shift`` characters)."""
+    return sorted({bisect.bisect_left(starts, end + shift) - 1 for _, end in spans})
+
+
+def _cut_rationale(
+    ids: list[int], ends: list[int], budget: int, used: int, max_length: int
+) -> tuple[list[int], list[int]]:
+    """Keep the first ``budget`` rationale tokens; segment ends past the cut collapse onto the last kept token."""
     if budget < 1:
         msg = (
-            f"explicit_max_length={max_length} leaves no room for a rationale after a {len(query_ids)}-token query; "
-            "raise explicit_max_length above the query_max_length."
+            f"explicit_max_length={max_length} leaves no room for a rationale after {used} tokens of query and "
+            "template; raise explicit_max_length above the query_max_length."
         )
         raise ValueError(msg)
     if len(ids) > budget:
         cut = [e for e in ends if e < budget]
         ends = cut if cut and cut[-1] == budget - 1 else [*cut, budget - 1]
         ids = ids[:budget]
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        msg = "The tokenizer has no EOS token, which the explicit view ends with; set tokenizer.eos_token."
-        raise ValueError(msg)
-    return ExplicitView(list(query_ids) + list(ids) + [eos], [len(query_ids) + e for e in ends])
+    return ids, ends
+
+
+def _in_prompt_view(
+    formatter: Formatter,
+    query: str,
+    reasoning: str,
+    spans: list[tuple[int, int]],
+    instruction: str | None,
+    max_length: int,
+) -> ExplicitView:
+    prefix, suffix = formatter.frame("query", instruction)
+    gap = "\n\n"
+    rendered = prefix + query + gap + reasoning + suffix
+    encoded = formatter.tokenizer(rendered, add_special_tokens=not formatter.config.use_chat_template,
+                                  return_offsets_mapping=True)  # fmt: skip
+    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+    # Zero-width special tokens added by the tokenizer itself count as head (before any text) or tail (after).
+    starts = [a if b > a else (0 if all(y == x for x, y in offsets[:i]) else len(rendered))
+              for i, (a, b) in enumerate(offsets)]  # fmt: skip
+    # Tokens by where they start: template head, question, gap, rationale, template tail.
+    q_start, gap_start = len(prefix), len(prefix) + len(query)
+    r_start, r_end = gap_start + len(gap), gap_start + len(gap) + len(reasoning)
+    bounds = [bisect.bisect_left(starts, c) for c in (q_start, gap_start, r_start, r_end)]
+    head, question, between = ids[: bounds[0]], ids[bounds[0] : bounds[1]], ids[bounds[1] : bounds[2]]
+    rationale, tail = ids[bounds[2] : bounds[3]], ids[bounds[3] :]
+    keep = max(formatter.max_length("query") - len(head) - len(tail), 0)
+    if len(question) > keep:  # cut as the latent view cuts it; a gap token merged into the cut tail comes back
+        question = question[:keep]
+        between = between or formatter.tokenizer(gap, add_special_tokens=False)["input_ids"]
+    used = len(head) + len(question) + len(between) + len(tail)
+    ends = sorted({max(e - bounds[2], 0) for e in _segment_end_tokens(starts, spans, r_start)})
+    rationale, ends = _cut_rationale(rationale, ends, max_length - used, used, max_length)
+    offset = len(head) + len(question) + len(between)
+    return ExplicitView(head + question + between + rationale + tail, [offset + e for e in ends])
 
 
 class DualViewCollator:
@@ -409,6 +470,7 @@ class DualViewCollator:
         separator: str = "\n\n",
         explicit_max_length: int = 1024,
         downsample: str = "evenly",
+        explicit_layout: str = "paper",
         seed: int = 0,
         default_instruction: str | None = None,
     ):
@@ -420,7 +482,7 @@ class DualViewCollator:
         self.query_ids = [self._tokenize_query(ex) for ex in examples]
         self.explicit: list[ExplicitView | None] = [
             tokenize_explicit_view(formatter, ex.query, ex.reasoning, self._instruction(ex), separator=separator,
-                                   max_length=explicit_max_length)
+                                   max_length=explicit_max_length, layout=explicit_layout)
             if explicit_view and ex.reasoning else None
             for ex in examples
         ]  # fmt: skip

@@ -216,7 +216,7 @@ class LaSERTrainer:
             encoder.formatter, encoder.pad, self.examples, self.pool, num_thinking_steps=self.k,
             negatives_per_query=d.negatives_per_query, explicit_view=self.objective.explicit_view,
             separator=d.reasoning_separator, explicit_max_length=d.explicit_max_length, downsample=cfg.loss.downsample,
-            seed=t.seed, default_instruction=d.instruction,
+            explicit_layout=d.explicit_layout, seed=t.seed, default_instruction=d.instruction,
         )  # fmt: skip
         if self.objective.explicit_view and self.collator.num_explicit == 0:
             msg = (
