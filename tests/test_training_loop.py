@@ -15,6 +15,7 @@ from laser_integrations.formatting import Formatter
 from laser_integrations.testing import tiny_encoder
 from laser_integrations.training import DataError, LaSERTrainer, build_config
 from laser_integrations.training.cli import main
+from laser_integrations.training.arguments import load_yaml
 from laser_integrations.training.trainer import read_metrics
 
 DOCS = [
@@ -310,3 +311,9 @@ def test_trainers_with_different_precision_in_one_process(tiny_dir, toy_data, tm
     second.train()
     assert second.accelerator.mixed_precision == "no"
     assert (tmp_path / "b" / "final" / "laser_config.json").is_file()
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "training").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_are_valid_configs(recipe):
+    config = build_config(load_yaml(recipe), str(recipe))
+    assert config.train.output_dir and config.data.train_data

@@ -17,20 +17,30 @@ RECIPE=training/cpu_smollm2_theoremqa.yaml
 # The paper's loss settings, written out so the row does not depend on the recipe's defaults.
 PAPER="--objective laser --lambda_out 10 --lambda_mid 0.1 --temperature_kd 0.02 --distill_warmup_steps 0 --distill_ramp_steps 0 --explicit_weighting rationale_mean --detach_soft_tokens false"
 
+# Every row pins the learning rate and the explicit layout, so a change to the recipe's YAML changes no row.
+V1="--learning_rate 1e-4 --explicit_layout paper"    # the recipe of 2026-11-29 (RESULTS.md: recipe-s42)
+V2="--learning_rate 5e-4 --explicit_layout in_prompt" # the recipe of 2026-11-30: the YAML's values
 train_args() {  # RUN -> laser-train overrides on top of the recipe
-  local seed=${1##*-s}
-  case "${1%-s*}" in
-    contrastive)      echo "--objective contrastive" ;;
-    paper)            echo "$PAPER" ;;
-    recipe)           echo "--objective laser" ;;  # the recipe as the YAML has it
-    schedule)         echo "--objective laser --detach_soft_tokens false" ;;  # the recipe's loss schedule only
+  local seed=${1##*-s} name=${1%-s*}
+  case "$name" in
+    contrastive)      echo "--objective contrastive --learning_rate 1e-4" ;;
+    contrastive_lr3e4) echo "--objective contrastive --learning_rate 3e-4" ;;
+    paper)            echo "$PAPER --learning_rate 1e-4 --explicit_layout paper" ;;
+    recipe)           echo "--objective laser $V1" ;;
+    schedule)         echo "--objective laser --detach_soft_tokens false $V1" ;;  # the recipe's loss schedule only
+    inprompt)         echo "--objective laser --learning_rate 1e-4 --explicit_layout in_prompt" ;;
+    inprompt_lr3e4)   echo "--objective laser --learning_rate 3e-4 --explicit_layout in_prompt" ;;
+    inprompt_lr5e4)   echo "--objective laser $V2" ;;
+    contrastive_lr5e4) echo "--objective contrastive --learning_rate 5e-4" ;;
     recipe-no_explicit_view|recipe-no_latent_view|recipe-no_trajectory|recipe-no_output_kd|recipe-frozen_teacher)
-                      echo "--objective ${1#recipe-}" | sed 's/-s[0-9]*$//' ;;
-    *) echo "unknown run $1 ([reasoned-](contrastive|paper|schedule|recipe|recipe-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
+                      echo "--objective ${name#recipe-} $V1" ;;
+    inprompt_lr5e4-no_explicit_view|inprompt_lr5e4-no_latent_view|inprompt_lr5e4-no_trajectory|\
+    inprompt_lr5e4-no_output_kd|inprompt_lr5e4-frozen_teacher)
+                      echo "--objective ${name#inprompt_lr5e4-} $V2" ;;
+    *) echo "unknown run $1 ([reasoned-](contrastive|contrastive_lr3e4|contrastive_lr5e4|paper|schedule|recipe|inprompt|inprompt_lr3e4|inprompt_lr5e4|recipe-<ablation>|inprompt_lr5e4-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
   esac
   echo "--seed $seed"
 }
-
 seconds_since() { echo $(( $(date +%s) - $1 )); }
 
 # reasoned-RUN: RUN trained on DATA plus rationales that `laser-train reason` writes, with the offline
