@@ -430,8 +430,8 @@ def _in_prompt_view(
                                   return_offsets_mapping=True)  # fmt: skip
     ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
     # Zero-width special tokens added by the tokenizer itself count as head (before any text) or tail (after).
-    starts = [a if b > a else (0 if all(y == x for x, y in offsets[:i]) else len(rendered))
-              for i, (a, b) in enumerate(offsets)]  # fmt: skip
+    first_text = next((i for i, (a, b) in enumerate(offsets) if b > a), len(offsets))
+    starts = [a if b > a else (0 if i < first_text else len(rendered)) for i, (a, b) in enumerate(offsets)]
     # Tokens by where they start: template head, question, gap, rationale, template tail.
     q_start, gap_start = len(prefix), len(prefix) + len(query)
     r_start, r_end = gap_start + len(gap), gap_start + len(gap) + len(reasoning)
