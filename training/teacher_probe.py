@@ -14,7 +14,6 @@ Run:
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from laser_integrations import LaSEREncoder
+from laser_integrations.testing import shared_dir
 from laser_integrations.training.data import load_training_data, tokenize_explicit_view
 from laser_integrations.training.model import explicit_view
 
@@ -41,11 +41,13 @@ def scores(name: str, queries: np.ndarray, docs: np.ndarray, gold: np.ndarray, r
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-offline")
-    parser.add_argument("--data", default=str(Path(os.environ.get("LASER_SHARED_DIR", "../shared")) / "data/theoremqa"))
+    parser.add_argument("--shared", type=Path, default=shared_dir(), help="folder holding data/theoremqa")
     parser.add_argument("--explicit-max-length", type=int, default=384)
     args = parser.parse_args()
+    if args.shared is None:
+        parser.error("the shared assets folder was not found; pass --shared or set LASER_SHARED_DIR")
     enc = LaSEREncoder.from_pretrained(args.model, device="cpu", dtype=torch.float32)
-    examples = [e for e in load_training_data(args.data, split="train")[0] if e.reasoning]
+    examples = [e for e in load_training_data(args.shared / "data" / "theoremqa", split="train")[0] if e.reasoning]
     theorems = sorted({e.positives[0] for e in examples})
     gold = np.array([theorems.index(e.positives[0]) for e in examples])
     docs = {k: enc.encode_documents(theorems, num_thinking_steps=k, show_progress=False) for k in (1, 3)}
