@@ -35,6 +35,16 @@ def load_runs(root: Path) -> list[tuple[str, EvalResult, dict]]:
     return rows
 
 
+def trained_k(root: Path, run: str, runs: list[tuple[str, EvalResult, dict]]) -> int | None:
+    """The K ``run`` was trained with: its exported ``laser_config.json`` or, where the weights were not kept (the
+    records in ``results/study_runs``), the K of its evaluation when it was evaluated at one K only."""
+    config = root / run / "final" / "laser_config.json"
+    if config.is_file():
+        return json.loads(config.read_text()).get("num_thinking_steps")
+    ks = {r.num_thinking_steps for name, r, _ in runs if name == run}
+    return ks.pop() if len(ks) == 1 else None
+
+
 def command(run: str, result: EvalResult) -> str:
     env = []
     if result.query_mode == "reasoning":
@@ -66,13 +76,11 @@ def main(argv: list[str] | None = None) -> None:
               f"{m['mrr@10']:.4f} | {minutes(wall.get('train_seconds'))} | {minutes(wall.get('eval_seconds'))} | "
               f"`{command(run, r)}` |")  # fmt: skip
 
-    # Seeds: each trained run at the K it was trained with (its exported laser_config.json).
+    # Seeds: each trained run at the K it was trained with.
     per_recipe: dict[str, dict[int, float]] = {}
     for run, r, _ in runs:
         match = SEED.match(run)
-        config = Path(args.runs) / run / "final" / "laser_config.json"
-        trained_k = json.loads(config.read_text()).get("num_thinking_steps") if config.is_file() else None
-        if match and r.query_mode == "query" and r.num_thinking_steps == trained_k:
+        if match and r.query_mode == "query" and r.num_thinking_steps == trained_k(Path(args.runs), run, runs):
             per_recipe.setdefault(match["name"], {})[int(match["seed"])] = r.metrics["ndcg@10"]
     print("\n| objective | seeds | nDCG@10 per seed | mean | spread (max - min) |")
     print("|---|---|---|---|---|")
@@ -84,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
 
     plots = Path(args.plots)
     headline = [r for run, r, _ in runs if r.query_mode == "query" and (
-        r.num_thinking_steps in (None, 3) or run.startswith("contrastive") or run == "untrained")]  # fmt: skip
+        r.num_thinking_steps in (None, trained_k(Path(args.runs), run, runs)) or run == "untrained")]  # fmt: skip
     print(f"\n{bar_chart(headline, plots / 'theoremqa_dev_ndcg.png')}")
     curves = [r for run, r, _ in runs if r.num_thinking_steps is None or
               sum(x.model == run for _, x, _ in runs) > 2]  # fmt: skip
