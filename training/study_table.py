@@ -77,10 +77,11 @@ def main(argv: list[str] | None = None) -> None:
               f"`{command(run, r)}` |")  # fmt: skip
 
     # Seeds: each trained run at the K it was trained with.
+    trained = {run: trained_k(Path(args.runs), run, runs) for run, _, _ in runs}
     per_recipe: dict[str, dict[int, float]] = {}
     for run, r, _ in runs:
         match = SEED.match(run)
-        if match and r.query_mode == "query" and r.num_thinking_steps == trained_k(Path(args.runs), run, runs):
+        if match and r.query_mode == "query" and r.num_thinking_steps == trained[run]:
             per_recipe.setdefault(match["name"], {})[int(match["seed"])] = r.metrics["ndcg@10"]
     print("\n| objective | seeds | nDCG@10 per seed | mean | spread (max - min) |")
     print("|---|---|---|---|---|")
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
 
     plots = Path(args.plots)
     headline = [r for run, r, _ in runs if r.query_mode == "query" and (
-        r.num_thinking_steps in (None, trained_k(Path(args.runs), run, runs)) or run == "untrained")]  # fmt: skip
+        r.num_thinking_steps in (None, trained[run]) or run == "untrained")]  # fmt: skip
     print(f"\n{bar_chart(headline, plots / 'theoremqa_dev_ndcg.png')}")
     curves = [r for run, r, _ in runs if r.num_thinking_steps is None or
               sum(x.model == run for _, x, _ in runs) > 2]  # fmt: skip
