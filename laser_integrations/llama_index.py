@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
-from llama_index.core.base.embeddings.base import DEFAULT_EMBED_BATCH_SIZE, BaseEmbedding, Embedding
+from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
 
@@ -27,6 +27,10 @@ from .config import validate_num_thinking_steps
 from .encoder import LaSEREncoder
 
 DEFAULT_MODEL = "Alibaba-NLP/LaSER-Qwen3-0.6B"
+# LlamaIndex hands the embed model `embed_batch_size` texts per call, and the encoder can only sort by length (to
+# pad less) within one call. So the hand-over is large and the forward pass is sized separately.
+DEFAULT_EMBED_BATCH_SIZE = 256
+DEFAULT_ENCODE_BATCH_SIZE = 32
 
 
 class LaSEREmbedding(BaseEmbedding):
@@ -38,7 +42,10 @@ class LaSEREmbedding(BaseEmbedding):
 
     Args:
         model_name: hub id or local folder of a LaSER checkpoint.
-        embed_batch_size: texts embedded per forward pass.
+        embed_batch_size: texts LlamaIndex hands over per call (its own setting). LaSER sorts each call's texts by
+            length before splitting them into forward passes, so a large value pads less; it is not the forward
+            pass size (unlike ``HuggingFaceEmbedding``'s).
+        encode_batch_size: texts per forward pass; lower it if embedding runs out of memory.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; ``None`` picks CUDA > MPS > CPU.
         num_thinking_steps: K, the latent thinking steps; ``None`` uses the checkpoint's own K.
         query_instruction: task instruction in the query template; ``None`` uses the checkpoint's default.
@@ -53,6 +60,7 @@ class LaSEREmbedding(BaseEmbedding):
         callback_manager: LlamaIndex callbacks.
     """
 
+    encode_batch_size: int = Field(default=DEFAULT_ENCODE_BATCH_SIZE, description="Texts per forward pass.", ge=1)
     device: str | None = Field(default=None, description="Torch device; None picks CUDA > MPS > CPU.")
     num_thinking_steps: int | None = Field(
         default=None, description="Latent thinking steps K; None uses the checkpoint's own.", ge=1
@@ -76,6 +84,7 @@ class LaSEREmbedding(BaseEmbedding):
         model_name: str = DEFAULT_MODEL,
         *,
         embed_batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
+        encode_batch_size: int = DEFAULT_ENCODE_BATCH_SIZE,
         device: str | None = None,
         num_thinking_steps: int | None = None,
         query_instruction: str | None = None,
@@ -95,6 +104,7 @@ class LaSEREmbedding(BaseEmbedding):
         super().__init__(
             model_name=model_name,
             embed_batch_size=embed_batch_size,
+            encode_batch_size=encode_batch_size,
             callback_manager=callback_manager,
             device=device,
             num_thinking_steps=num_thinking_steps,
@@ -140,7 +150,7 @@ class LaSEREmbedding(BaseEmbedding):
             texts,
             kind=kind,
             instruction=instruction,
-            batch_size=self.embed_batch_size,
+            batch_size=self.encode_batch_size,
             show_progress=self.show_progress_bar,
             num_thinking_steps=self.num_thinking_steps,
         ).tolist()

@@ -35,6 +35,30 @@ def test_text_path_uses_document_template_batched(encoder, encoder_dir):
     np.testing.assert_allclose(model.get_text_embedding(TEXTS[0]), got[0], atol=1e-5)
 
 
+def test_large_hand_over_is_split_into_forward_passes_of_encode_batch_size(encoder_dir, monkeypatch):
+    model = LaSEREmbedding(str(encoder_dir), device="cpu")  # defaults: LlamaIndex hands over 256 texts, passes of 32
+    assert (model.embed_batch_size, model.encode_batch_size) == (256, 32)
+    model = LaSEREmbedding(str(encoder_dir), device="cpu", embed_batch_size=100, encode_batch_size=3)
+    rows: list[int] = []
+    embed_token_ids = type(model.encoder).embed_token_ids
+
+    def spy(self, token_ids, *args, **kwargs):
+        rows.append(len(token_ids))
+        return embed_token_ids(self, token_ids, *args, **kwargs)
+
+    monkeypatch.setattr(type(model.encoder), "embed_token_ids", spy)
+    texts = [f"{text} number {i}" for i, text in enumerate(TEXTS * 2)]  # 8 texts: one hand-over, passes of 3, 3, 2
+    got = model.get_text_embedding_batch(texts)
+    assert sorted(rows) == [2, 3, 3]
+    monkeypatch.undo()
+    np.testing.assert_allclose(got, model.encoder.encode_documents(texts), atol=1e-5)
+
+
+def test_bad_encode_batch_size(encoder_dir):
+    with pytest.raises(ValueError, match="encode_batch_size"):
+        LaSEREmbedding(str(encoder_dir), encode_batch_size=0)
+
+
 async def test_async_paths(encoder, encoder_dir):
     model = LaSEREmbedding(str(encoder_dir), device="cpu")
     np.testing.assert_allclose(await model.aget_query_embedding("q"), encoder.encode_queries(["q"])[0], atol=1e-5)
@@ -45,13 +69,14 @@ async def test_async_paths(encoder, encoder_dir):
 def test_round_trip_keeps_every_setting(encoder_dir):
     model = LaSEREmbedding(
         str(encoder_dir), device="cpu", num_thinking_steps=4, query_instruction="Find", trust_remote_code=False,
-        local_files_only=True, embed_batch_size=7, show_progress_bar=False,
+        local_files_only=True, embed_batch_size=7, encode_batch_size=5, show_progress_bar=False,
     )  # fmt: skip
     data = model.to_dict()
     assert data["class_name"] == "LaSEREmbedding" == LaSEREmbedding.class_name()
     again = LaSEREmbedding.from_dict(data)
     assert again.to_dict() == data
-    assert (again.device, again.num_thinking_steps, again.local_files_only, again.embed_batch_size) == ("cpu", 4, True, 7)
+    assert (again.device, again.num_thinking_steps, again.local_files_only) == ("cpu", 4, True)
+    assert (again.embed_batch_size, again.encode_batch_size) == (7, 5)
 
 
 def test_shares_the_encoder_with_haystack(encoder_dir):
