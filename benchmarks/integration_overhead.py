@@ -14,7 +14,11 @@ for users. The figure of
 merit is each path's time divided by the direct path's in the same round (rounds interleave the paths, so
 load from other processes hits them alike), median over rounds: wall clock and process CPU time. Because every
 path spends most of its time in the same ``LaSEREncoder.encode`` call, the script also times what each path
-spends outside it; on a machine shared with other jobs that difference is the steadiest figure.
+spends outside it, and splits that time by stage: the LaSER component's own code (its ``run`` minus ``encode``),
+the write into Qdrant (``QdrantClient.upsert`` directly, ``DocumentWriter`` through qdrant-haystack), and the rest
+(building points or Documents, the framework's own bookkeeping). On a machine shared with other jobs these
+differences are the steadiest figures. Odd rounds run the paths in order, even rounds in reverse, so a machine
+that speeds up or slows down during the run does not favour the path that runs first.
 
 Run:
     python benchmarks/integration_overhead.py                  # 2000 documents, 3 rounds, direct vs Haystack
@@ -25,6 +29,8 @@ Run:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import random
 import statistics
 import sys
@@ -107,7 +113,7 @@ def run_llama_index(model: str, texts: list[str], batch_size: int, dimension: in
     from laser_integrations.llama_index import LaSEREmbedding
     from laser_integrations.qdrant import open_vector_store
 
-    embed_model = LaSEREmbedding(model, device="cpu", embed_batch_size=batch_size)
+    embed_model = LaSEREmbedding(model, device="cpu", encode_batch_size=batch_size)  # default hand-over: 256 texts
     store = open_vector_store(location=":memory:", collection="llama", embedding_dim=dimension)
     nodes = [TextNode(text=text, id_=str(uuid.uuid5(uuid.NAMESPACE_URL, str(i)))) for i, text in enumerate(texts)]
     VectorStoreIndex(nodes, storage_context=StorageContext.from_defaults(vector_store=store), embed_model=embed_model)
@@ -116,28 +122,58 @@ def run_llama_index(model: str, texts: list[str], batch_size: int, dimension: in
     return count
 
 
-class EncodeTimer:
-    """Wall time spent inside ``LaSEREncoder.encode``: the part every path shares, whatever wraps it."""
+class MethodTimer:
+    """Wall time spent inside ``owner.name`` (a method, patched on the class for the duration of the block)."""
 
-    def __init__(self) -> None:
+    def __init__(self, owner: type, name: str) -> None:
+        self.owner, self.name = owner, name
         self.seconds = 0.0
-        self._encode = LaSEREncoder.encode
+        self._method = owner.__dict__[name]
 
-    def __enter__(self) -> EncodeTimer:
-        timer, encode = self, self._encode
+    def __enter__(self) -> MethodTimer:
+        timer, method = self, self._method
 
-        def timed(encoder, *args, **kwargs):  # noqa: ANN001, ANN202
+        @functools.wraps(method)
+        def timed(instance, *args, **kwargs):
             start = time.perf_counter()
             try:
-                return encode(encoder, *args, **kwargs)
+                return method(instance, *args, **kwargs)
             finally:
                 timer.seconds += time.perf_counter() - start
 
-        LaSEREncoder.encode = timed  # type: ignore[method-assign]
+        setattr(self.owner, self.name, timed)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        LaSEREncoder.encode = self._encode  # type: ignore[method-assign]
+        setattr(self.owner, self.name, self._method)
+
+
+def stage_timers() -> dict[str, MethodTimer]:
+    """The calls each path's time is split by. ``encode`` is shared by all; the rest say who adds what."""
+    from haystack.components.writers import DocumentWriter
+    from qdrant_client import QdrantClient
+
+    from laser_integrations.haystack import LaSERDocumentEmbedder
+    from laser_integrations.llama_index import LaSEREmbedding
+
+    return {
+        "encode": MethodTimer(LaSEREncoder, "encode"),
+        "haystack_embedder": MethodTimer(LaSERDocumentEmbedder, "run"),
+        "llama_embedder": MethodTimer(LaSEREmbedding, "_get_text_embeddings"),
+        "writer": MethodTimer(DocumentWriter, "run"),
+        "upsert": MethodTimer(QdrantClient, "upsert"),
+        "upload_points": MethodTimer(QdrantClient, "upload_points"),  # LlamaIndex's QdrantVectorStore writes this way
+    }
+
+
+def breakdown(name: str, total: float, timers: dict[str, MethodTimer]) -> dict[str, float]:
+    """Split one path's wall time into encode / LaSER component / Qdrant write / the rest."""
+    encode = timers["encode"].seconds
+    component = {"haystack": timers["haystack_embedder"], "llama-index": timers["llama_embedder"]}.get(name)
+    component_s = component.seconds - encode if component is not None else 0.0
+    # qdrant-haystack's DocumentWriter calls QdrantClient.upsert itself: count the writer once, as a whole.
+    write = timers["writer"].seconds if name == "haystack" else timers["upsert"].seconds + timers["upload_points"].seconds
+    return {"encode": encode, "component": component_s, "write": write, "rest": total - encode - component_s - write}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,18 +206,23 @@ def main(argv: list[str] | None = None) -> int:
             run(texts[:64])
         wall: dict[str, list[float]] = {name: [] for name in paths}
         cpu: dict[str, list[float]] = {name: [] for name in paths}
-        outside: dict[str, list[float]] = {name: [] for name in paths}
+        stages: dict[str, list[dict[str, float]]] = {name: [] for name in paths}
         for round_ in range(1, args.rounds + 1):
-            for name, run in paths.items():  # interleaved, so machine noise hits every path alike
+            # Interleaved, so machine noise hits every path alike; reversed every other round against drift.
+            order = list(paths) if round_ % 2 else list(reversed(paths))
+            for name in order:
+                timers = stage_timers()
                 start, start_cpu = time.perf_counter(), time.process_time()
-                with EncodeTimer() as encode:
-                    count = run(texts)
+                with contextlib.ExitStack() as stack:
+                    for timer in timers.values():
+                        stack.enter_context(timer)
+                    count = paths[name](texts)
                 wall[name].append(time.perf_counter() - start)
                 cpu[name].append(time.process_time() - start_cpu)
-                outside[name].append(wall[name][-1] - encode.seconds)
+                stages[name].append(breakdown(name, wall[name][-1], timers))
+                parts = "  ".join(f"{stage} {seconds:6.2f} s" for stage, seconds in stages[name][-1].items())
                 print(
-                    f"round {round_}: {name:<11} wall {wall[name][-1]:7.2f} s  cpu {cpu[name][-1]:7.2f} s  "
-                    f"outside encode {outside[name][-1]:6.2f} s",
+                    f"round {round_}: {name:<11} wall {wall[name][-1]:7.2f} s  cpu {cpu[name][-1]:7.2f} s  {parts}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -197,18 +238,36 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.docs} documents x {args.rounds} rounds, batch size {args.batch_size}, torch threads {args.threads}, "
         f"{checkpoint}, K={direct_encoder.config.num_thinking_steps}, in-memory Qdrant"
     )
-    print(f"{'path':<12} {'wall s':>8} {'cpu s':>8} {'wall/direct':>12} {'cpu/direct':>11} {'outside encode s':>17}")
+    def stage(name: str, key: str) -> float:
+        return statistics.median(parts[key] for parts in stages[name])
+
+    def outside(name: str) -> float:
+        return statistics.median(sum(v for k, v in parts.items() if k != "encode") for parts in stages[name])
+
+    print(
+        f"{'path':<12} {'wall s':>8} {'cpu s':>8} {'wall/direct':>12} {'cpu/direct':>11} {'outside encode s':>17} "
+        f"{'LaSER component s':>18} {'Qdrant write s':>15} {'rest s':>7}"
+    )
     for name in paths:
         print(
             f"{name:<12} {statistics.median(wall[name]):>8.2f} {statistics.median(cpu[name]):>8.2f} "
-            f"{ratio(wall, name):>11.3f}x {ratio(cpu, name):>10.3f}x {statistics.median(outside[name]):>17.2f}"
+            f"{ratio(wall, name):>11.3f}x {ratio(cpu, name):>10.3f}x {outside(name):>17.2f} "
+            f"{stage(name, 'component'):>18.3f} {stage(name, 'write'):>15.2f} {stage(name, 'rest'):>7.2f}"
         )
+    print("per-round wall/direct: " + "; ".join(
+        f"{name} " + ", ".join(f"{v / d:.3f}x" for v, d in zip(wall[name], wall["direct"], strict=True))
+        for name in paths if name != "direct"
+    ))  # fmt: skip
     # The paths share the encode call; what they add is the time spent outside it, relative to the direct total.
     direct_total = statistics.median(wall["direct"])
     for name in paths:
         if name != "direct":
-            extra = statistics.median(outside[name]) - statistics.median(outside["direct"])
-            print(f"{name}: time outside encode minus direct's = {extra:+.2f} s = {100 * extra / direct_total:+.1f} % of the direct path")
+            extra = outside(name) - outside("direct")
+            own = stage(name, "component")
+            print(
+                f"{name}: outside encode minus direct's = {extra:+.2f} s = {100 * extra / direct_total:+.1f} % of the "
+                f"direct path; of it the LaSER component's own code {own:.3f} s = {100 * own / direct_total:.2f} %"
+            )
     return 0
 
 
