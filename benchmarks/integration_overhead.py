@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         return statistics.median(parts[key] for parts in stages[name])
 
     def outside(name: str) -> float:
-        return statistics.median(sum(v for k, v in parts.items() if k != "encode") for parts in stages[name])
+        return statistics.median(w - parts["encode"] for w, parts in zip(wall[name], stages[name], strict=True))
 
     print(
         f"{'path':<12} {'wall s':>8} {'cpu s':>8} {'wall/direct':>12} {'cpu/direct':>11} {'outside encode s':>17} "
