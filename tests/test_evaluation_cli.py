@@ -150,3 +150,37 @@ def test_memory_and_qdrant_give_the_same_numbers(symmetric_encoder_dir: Path, be
     assert memory[0].metrics == pytest.approx(qdrant[0].metrics, abs=1e-9)
     for metric in memory[0].per_query:
         assert memory[0].per_query[metric] == pytest.approx(qdrant[0].per_query[metric], abs=1e-9)
+
+
+@pytest.mark.parametrize("datasets", [["theoremqa"], ["biology", "economics"]])
+def test_bar_chart_shows_every_run(tmp_path, monkeypatch, datasets):
+    """One dataset: one horizontal bar per run, in the given order, labelled with its value. Several datasets: one
+    group per dataset plus their average, one bar per run in each."""
+    from laser_integrations.evaluation import plots
+    from laser_integrations.evaluation.run import EvalResult
+
+    saved = []
+    monkeypatch.setattr(plots, "_save", lambda plt, fig, path: saved.append(fig) or Path(path))
+    runs = [("bm25", None, 0.58), ("laser", 3, 0.64), ("contrastive", 1, 0.66)]
+    results = [
+        EvalResult(
+            model=m,
+            dataset=d,
+            query_mode="query",
+            num_thinking_steps=k,
+            metrics={"ndcg@10": v + i / 100},
+            per_query={},
+            num_queries=3,
+        )
+        for i, d in enumerate(datasets)
+        for m, k, v in runs
+    ]
+    plots.bar_chart(results, tmp_path / "chart.png")
+    (ax,) = saved[0].axes
+    if len(datasets) == 1:
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["bm25", "laser K=3", "contrastive K=1"]
+        assert [round(p.get_width(), 4) for p in ax.patches] == [0.58, 0.64, 0.66]
+    else:
+        assert [t.get_text() for t in ax.get_xticklabels()] == [*datasets, "average"]
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["bm25", "laser K=3", "contrastive K=1"]
+        assert [round(p.get_height(), 4) for p in ax.patches][:3] == [0.58, 0.59, 0.585]  # bm25: each, then mean

@@ -4,7 +4,8 @@
 
 Reads ``RUN/eval.json`` (written by ``laser eval``) and ``RUN/wall.json`` of every run, prints one Markdown row
 per (run, K, query mode) with the command that reproduces it, a per-objective mean over seeds with the seed
-spread, and draws the dev nDCG@10 bar chart and the inference-scaling curve with ``laser eval``'s own plots.
+spread, and draws the dev nDCG@10 chart (best first) and, for each run evaluated at several K, its inference-scaling
+curve (``theoremqa_k_scaling_RUN.png``) with ``laser eval``'s own plots.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def load_runs(root: Path) -> list[tuple[str, EvalResult, dict]]:
         wall = json.loads(wall_path.read_text()) if wall_path.is_file() else {}
         for r in json.loads(eval_json.read_text())["results"]:
             fields = {k: v for k, v in r.items() if k != "label"}
-            rows.append((run, replace(EvalResult(**fields), model=run), wall))
+            # Every run is scored on the same dev split; the reasoned runs' records name the folder that held their
+            # training data (its dev queries and qrels are links to the set's), so one dataset name for all.
+            rows.append((run, replace(EvalResult(**fields), model=run, dataset="TheoremQA dev"), wall))
     return rows
 
 
@@ -94,11 +97,14 @@ def main(argv: list[str] | None = None) -> None:
     plots = Path(args.plots)
     headline = [r for run, r, _ in runs if r.query_mode == "query" and (
         r.num_thinking_steps in (None, trained[run]) or run == "untrained")]  # fmt: skip
+    headline.sort(key=lambda r: -r.metrics["ndcg@10"])
     print(f"\n{bar_chart(headline, plots / 'theoremqa_dev_ndcg.png')}")
-    curves = [r for run, r, _ in runs if r.num_thinking_steps is None or
-              sum(x.model == run for _, x, _ in runs) > 2]  # fmt: skip
-    if any(r.num_thinking_steps is not None for r in curves):
-        print(scaling_plot(curves, plots / "theoremqa_k_scaling.png"))
+    # One inference-scaling chart per run evaluated at several K (KSWEEP=1), with the references as flat lines.
+    references = [r for _, r, _ in runs if r.num_thinking_steps is None]
+    for swept in sorted({run for run, r, _ in runs if r.num_thinking_steps not in (None, trained[run])}):
+        curves = [r for run, r, _ in runs if run == swept and run != "untrained"]
+        if curves:
+            print(scaling_plot(curves + references, plots / f"theoremqa_k_scaling_{swept}.png"))
 
 
 if __name__ == "__main__":

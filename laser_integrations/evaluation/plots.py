@@ -21,11 +21,25 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | os.PathLike) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def bar_chart(results: Sequence[EvalResult], path: str | os.PathLike, metric: str = "ndcg@10") -> Path:
-    """One bar per run label (grouped by dataset when there are several, plus their average); returns ``path``."""
+    """One bar per run label (grouped by dataset when there are several, plus their average); returns ``path``.
+
+    With a single dataset the bars are horizontal, one row per run in the given order, so that a long list of runs
+    stays readable (a legend of twenty colours is not)."""
     plt = _pyplot()
     labels = list(dict.fromkeys(r.label for r in results))
     datasets = list(dict.fromkeys(r.dataset for r in results))
+    if len(datasets) == 1:
+        return _ranking_chart(results, path, metric)
     value = {(r.label, r.dataset): r.metrics[metric] for r in results}
     groups = datasets + (["average"] if len(datasets) > 1 else [])
     means = averages(results)
@@ -43,12 +57,23 @@ def bar_chart(results: Sequence[EvalResult], path: str | os.PathLike, metric: st
     ax.set_ylim(0, max(1e-6, max((h for h in value.values()), default=1.0)) * 1.15)
     ax.set_title(f"{metric} by model")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes: never over a bar
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
+
+
+def _ranking_chart(results: Sequence[EvalResult], path: str | os.PathLike, metric: str) -> Path:
+    plt = _pyplot()
+    value = {r.label: r.metrics[metric] for r in results}  # one dataset: the label is the run
+    labels = list(value)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.32 * len(labels)))
+    bars = ax.barh(range(len(labels)), [value[label] for label in labels], color="tab:blue")
+    ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.invert_yaxis()  # first run on top
+    ax.set_xlabel(metric)
+    ax.set_xlim(0, max(1e-6, max(value.values())) * 1.12)
+    ax.set_title(f"{metric} on {results[0].dataset}")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(plt, fig, path)
 
 
 def scaling_plot(results: Sequence[EvalResult], path: str | os.PathLike, metric: str = "ndcg@10") -> Path:
@@ -81,9 +106,4 @@ def scaling_plot(results: Sequence[EvalResult], path: str | os.PathLike, metric:
     if curves:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
