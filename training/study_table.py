@@ -48,11 +48,13 @@ def trained_k(root: Path, run: str, runs: list[tuple[str, EvalResult, dict]]) ->
     return ks.pop() if len(ks) == 1 else None
 
 
-def command(run: str, result: EvalResult) -> str:
+def command(run: str, result: EvalResult, trained: int | None) -> str:
+    """The study script's line for one row; ``trained`` is the K the run was trained with."""
     env = []
     if result.query_mode == "reasoning":
         env.append("REASONING=1")
-    if run not in ("untrained", "minilm", "bm25") and result.num_thinking_steps not in (None, 1, 3):
+    # A trained run is evaluated at its own K; any other K comes from the K = 1..6 sweep.
+    if run not in ("untrained", "minilm", "bm25") and result.num_thinking_steps not in (None, trained):
         env.append("KSWEEP=1")
     return " ".join([*env, f"training/theoremqa_study.sh {run}"])
 
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     if not runs:
         raise SystemExit(f"No finished run under {args.runs}; run training/theoremqa_study.sh first.")
 
+    trained = {run: trained_k(Path(args.runs), run, runs) for run, _, _ in runs}
     print("| run | K | query | nDCG@10 | Recall@10 | Recall@100 | MRR@10 | train min | eval min | command |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for run, r, wall in runs:
@@ -77,10 +80,9 @@ def main(argv: list[str] | None = None) -> None:
         k = "" if r.num_thinking_steps is None else r.num_thinking_steps
         print(f"| {run} | {k} | {r.query_mode} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | {m['recall@100']:.4f} | "
               f"{m['mrr@10']:.4f} | {minutes(wall.get('train_seconds'))} | {minutes(wall.get('eval_seconds'))} | "
-              f"`{command(run, r)}` |")  # fmt: skip
+              f"`{command(run, r, trained[run])}` |")  # fmt: skip
 
     # Seeds: each trained run at the K it was trained with.
-    trained = {run: trained_k(Path(args.runs), run, runs) for run, _, _ in runs}
     per_recipe: dict[str, dict[int, float]] = {}
     for run, r, _ in runs:
         match = SEED.match(run)

@@ -36,12 +36,16 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
     inprompt_lr5e4_kd05) echo "--objective laser $V2 --temperature_kd 0.05" ;;  # softer distillation targets
     contrastive_lr1e3) echo "--objective contrastive --learning_rate 1e-3" ;;
     inprompt_lr1e3)   echo "--objective laser --learning_rate 1e-3 --explicit_layout in_prompt" ;;
+    inprompt_lr2e3)   echo "--objective laser --learning_rate 2e-3 --explicit_layout in_prompt" ;;
+    # LoRA rank 64 (the paper's) instead of the recipe's 16, alpha 128 so alpha / r stays 2: only the rank changes
+    inprompt_lr5e4_r64) echo "--objective laser $V2 --lora_r 64 --lora_alpha 128" ;;
+    contrastive_lr5e4_r64) echo "--objective contrastive --learning_rate 5e-4 --lora_r 64 --lora_alpha 128" ;;
     recipe-no_explicit_view|recipe-no_latent_view|recipe-no_trajectory|recipe-no_output_kd|recipe-frozen_teacher)
                       echo "--objective ${name#recipe-} $V1" ;;
     inprompt_lr5e4-no_explicit_view|inprompt_lr5e4-no_latent_view|inprompt_lr5e4-no_trajectory|\
     inprompt_lr5e4-no_output_kd|inprompt_lr5e4-frozen_teacher)
                       echo "--objective ${name#inprompt_lr5e4-} $V2" ;;
-    *) echo "unknown run $1 ([reasoned-](contrastive|contrastive_lr3e4|contrastive_lr5e4|contrastive_lr1e3|paper|schedule|recipe|inprompt|inprompt_lr3e4|inprompt_lr5e4|inprompt_lr1e3|inprompt_lr5e4_k2|inprompt_lr5e4_kd05|recipe-<ablation>|inprompt_lr5e4-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
+    *) echo "unknown run $1 ([reasoned-](contrastive|contrastive_lr3e4|contrastive_lr5e4|contrastive_lr1e3|paper|schedule|recipe|inprompt|inprompt_lr3e4|inprompt_lr5e4|inprompt_lr1e3|inprompt_lr2e3|inprompt_lr5e4_k2|inprompt_lr5e4_r64|contrastive_lr5e4_r64|inprompt_lr5e4_kd05|recipe-<ablation>|inprompt_lr5e4-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
   esac
   echo "--seed $seed"
 }
