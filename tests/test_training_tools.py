@@ -137,6 +137,23 @@ def test_mine_excludes_positives_and_respects_the_window(tmp_path):
         mine_hard_negatives(encoder, folder, tmp_path / "x.jsonl", rank_start=5, rank_end=5)
 
 
+def test_mine_with_bm25_ranks_by_shared_terms(tmp_path):
+    from laser_integrations.evaluation.baselines import BM25Baseline
+
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    docs = ["alpha beta gamma", "alpha beta", "zeta eta", "alpha"]  # the query shares 3, 2, 0, 1 terms
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "text": t}) + "\n"
+                                                 for i, t in enumerate(docs)))  # fmt: skip
+    (folder / "queries.jsonl").write_text(json.dumps({"_id": "q0", "text": "alpha beta gamma"}) + "\n")
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq0\td0\t1\n")
+    out = mine_hard_negatives(BM25Baseline(), folder, tmp_path / "all.jsonl", num_negatives=3, show_progress=False)
+    # The positive is removed, and "zeta eta" shares no term with the query, so BM25 never offers it.
+    assert json.loads(out.read_text())["negatives"] == ["alpha beta", "alpha"]
+    out = mine_hard_negatives(BM25Baseline(), folder, tmp_path / "w.jsonl", rank_start=1, show_progress=False)
+    assert json.loads(out.read_text())["negatives"] == ["alpha"]
+
+
 def test_jsonl_records_get_rationales_merged(tmp_path):
     from laser_integrations.training.reason import merge_into_jsonl
 

@@ -3,6 +3,7 @@
 #
 #   training/theoremqa_study.sh RUN [RUN ...]     e.g. training/theoremqa_study.sh contrastive-s42 recipe-s42
 #                                                 reasoned-RUN: RUN with generated rationales for every question
+#                                                 hardneg-RUN: RUN with one BM25-mined hard negative per question
 #   python training/study_table.py                the Markdown tables of training/RESULTS.md
 #
 # Every run trains with training/cpu_smollm2_theoremqa.yaml plus the overrides below, then scores its final
@@ -48,7 +49,7 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
     inprompt_lr5e4-no_explicit_view|inprompt_lr5e4-no_latent_view|inprompt_lr5e4-no_trajectory|\
     inprompt_lr5e4-no_output_kd|inprompt_lr5e4-frozen_teacher)
                       echo "--objective ${name#inprompt_lr5e4-} $V2" ;;
-    *) echo "unknown run $1 ([reasoned-](contrastive|contrastive_lr3e4|contrastive_lr5e4|contrastive_lr1e3|paper|schedule|recipe|inprompt|inprompt_lr3e4|inprompt_lr5e4|inprompt_lr1e3|inprompt_lr2e3|inprompt_lr5e4_k2|inprompt_lr5e4_r64|contrastive_lr5e4_r64|inprompt_lr5e4_2ep|contrastive_lr5e4_2ep|inprompt_lr5e4_kd05|recipe-<ablation>|inprompt_lr5e4-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
+    *) echo "unknown run $1 ([reasoned-|hardneg-](contrastive|contrastive_lr3e4|contrastive_lr5e4|contrastive_lr1e3|paper|schedule|recipe|inprompt|inprompt_lr3e4|inprompt_lr5e4|inprompt_lr1e3|inprompt_lr2e3|inprompt_lr5e4_k2|inprompt_lr5e4_r64|contrastive_lr5e4_r64|inprompt_lr5e4_2ep|contrastive_lr5e4_2ep|inprompt_lr5e4_kd05|recipe-<ablation>|inprompt_lr5e4-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
   esac
   echo "--seed $seed"
 }
@@ -65,6 +66,15 @@ reasoned_data() {
   echo "$dir"
 }
 
+# hardneg-RUN: RUN trained with one hard negative per question (the paper's group of 2 documents), drawn each
+# epoch from the 4 documents BM25 ranks highest after the positive. BM25 mines them, so neither objective's
+# own model picks them; the file keeps the set's rationales.
+hardneg_data() {
+  local file=$OUT/theoremqa-bm25-negatives.jsonl
+  [ -f "$file" ] || laser-train mine --data "$DATA" --split train --model bm25 --output "$file" --num_negatives 4 >&2
+  echo "$file"
+}
+
 for run in "$@"; do
   dir=$OUT/$run
   mkdir -p "$dir"
@@ -76,6 +86,9 @@ for run in "$@"; do
       if [[ $run == reasoned-* ]]; then
         t0=$(date +%s); train_data=$(reasoned_data); echo "rationales: $(seconds_since "$t0") s"
         args=$(train_args "${run#reasoned-}")
+      elif [[ $run == hardneg-* ]]; then
+        train_data=$(hardneg_data)
+        args="$(train_args "${run#hardneg-}") --negatives_per_query 1"
       else
         args=$(train_args "$run")
       fi

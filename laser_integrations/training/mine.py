@@ -1,6 +1,6 @@
-"""``laser-train mine``: hard negatives for a BEIR folder from any LaSER encoder.
+"""``laser-train mine``: hard negatives for a BEIR folder from any LaSER encoder, BM25 or a sentence-transformers model.
 
-Every training query is embedded with the encoder, the corpus is ranked, the query's positives are removed,
+Every training query ranks the corpus (by embedding similarity, or by BM25 score), the query's positives are removed,
 and negatives are taken from the ranks ``[rank_start, rank_end)`` that remain (skipping the very top guards
 against unlabelled positives). The output is a JSONL training file (``query``, ``instruction``,
 ``reasoning``, ``positives``, ``negatives`` as texts, and ``_id``) that ``laser-train`` reads directly.
@@ -32,7 +32,10 @@ def mine_hard_negatives(
     """Write a JSONL training file with ``num_negatives`` mined negatives per query; returns its path.
 
     Args:
-        encoder: a :class:`~laser_integrations.LaSEREncoder`.
+        encoder: what ranks the corpus: a :class:`~laser_integrations.LaSEREncoder`, or any retriever
+            ``laser eval`` takes (:func:`~laser_integrations.evaluation.run.load_model`): a
+            :class:`~laser_integrations.evaluation.baselines.BM25Baseline` ranks by its own scores (a document
+            that shares no term with the query is never a negative), a sentence-transformers baseline embeds.
         data: BEIR folder (corpus.jsonl, queries.jsonl, qrels/{split}.tsv, optional reasoning.jsonl).
         output: JSONL file to write (atomically).
         split: qrels split whose queries are mined.
@@ -51,16 +54,23 @@ def mine_hard_negatives(
     examples, corpus = load_beir(data, split)
     doc_texts = list(corpus.values())
     text_index = {t: i for i, t in enumerate(doc_texts)}
-    d = encoder.encode_documents(doc_texts, batch_size=batch_size, show_progress=show_progress)
-    q = encoder.encode_queries([ex.query for ex in examples], batch_size=batch_size, show_progress=show_progress)
-    order = np.argsort(-(q @ d.T), axis=1, kind="stable")
+    queries = [ex.query for ex in examples]
+    if hasattr(encoder, "search"):  # BM25: ranks by its own scores, deep enough for the window after positives
+        depth = rank_end + max(len(ex.positives) for ex in examples)
+        encoder.index([str(j) for j in range(len(doc_texts))], doc_texts, show_progress=show_progress)
+        hits = encoder.search(queries, depth, show_progress=show_progress)
+        order = [[int(j) for j in sorted(h, key=h.__getitem__, reverse=True)] for h in hits]
+    else:
+        d = encoder.encode_documents(doc_texts, batch_size=batch_size, show_progress=show_progress)
+        q = encoder.encode_queries(queries, batch_size=batch_size, show_progress=show_progress)
+        order = np.argsort(-(q @ d.T), axis=1, kind="stable").tolist()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
     with tmp.open("w", encoding="utf-8") as f:
         for row, ex in enumerate(examples):
             positives = {text_index[p] for p in ex.positives}
-            ranked = [int(j) for j in order[row] if int(j) not in positives]
+            ranked = [j for j in order[row] if j not in positives]
             window = ranked[rank_start:rank_end][:num_negatives]
             record = {"_id": ex.id, "query": ex.query, "positives": ex.positives,
                       "negatives": [doc_texts[j] for j in window]}  # fmt: skip
@@ -76,7 +86,8 @@ def mine_hard_negatives(
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mine", help="mine hard negatives", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="BEIR folder")
-    p.add_argument("--model", required=True, help="any LaSEREncoder checkpoint (folder, hub id, .gguf, alias)")
+    p.add_argument("--model", required=True, help="what ranks the corpus: a LaSEREncoder checkpoint (folder, hub id, "
+                   ".gguf, alias), bm25, minilm, st:NAME or a sentence-transformers folder (as laser eval's --model)")
     p.add_argument("--output", required=True, help="JSONL training file to write")
     p.add_argument("--split", default="train")
     p.add_argument("--num_negatives", type=int, default=4)
@@ -87,8 +98,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..encoder import LaSEREncoder
-    encoder = LaSEREncoder.from_pretrained(args.model, device=args.device)  # resolves offline aliases too
+    from ..evaluation.run import load_model
+
+    encoder = load_model(args.model, device=args.device)  # resolves offline aliases, bm25 and minilm too
     out = mine_hard_negatives(encoder, args.data, args.output, split=args.split, num_negatives=args.num_negatives,
                               rank_start=args.rank_start, rank_end=args.rank_end, batch_size=args.batch_size)  # fmt: skip
     print(f"Wrote {out}")
