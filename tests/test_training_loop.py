@@ -271,6 +271,24 @@ def test_bad_config_errors_name_the_key():
     )
 
 
+def test_bm25_hard_negatives_fill_only_queries_without_negatives(tiny_dir, tmp_path):
+    data = tmp_path / "train.jsonl"
+    rows = [{"query": "the product rule for a derivative", "positives": [DOCS[3]]},  # shares "derivative" with DOCS[6]
+            {"query": "prime numbers", "positives": [DOCS[0]], "negatives": [DOCS[5]]}]  # brings its own
+    rows += [{"query": "integral", "positives": [DOCS[6]], "reasoning": "r"},
+             {"query": "q1", "positives": [DOCS[1]], "reasoning": "r"}]  # fmt: skip
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    trainer = LaSERTrainer(config(tiny_dir, data, tmp_path / "out", hard_negatives="bm25", mined_negatives=3))
+    trainer.setup()
+    # The pool is the records' documents. Stopwords aside, only DOCS[6] shares a term ("derivative") with the first
+    # query besides its positive, so BM25 offers no other; the last two share a term with their positive only.
+    assert trainer.examples[0].negatives == [DOCS[6]]
+    assert trainer.examples[1].negatives == [DOCS[5]]
+    assert trainer.examples[2].negatives == [] and trainer.examples[3].negatives == []
+    with pytest.raises(ValueError, match="hard_negatives=bm25 needs negatives_per_query >= 1, got 0"):
+        config(tiny_dir, data, tmp_path / "out", hard_negatives="bm25", negatives_per_query=0)
+
+
 def test_bad_data_stops_before_anything_is_written(tiny_dir, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "q", "positives": ["a"]}\n{"query": "q2"}\n', encoding="utf-8")

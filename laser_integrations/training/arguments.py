@@ -53,6 +53,11 @@ class DataArguments:
     split: str = _f("train", "BEIR qrels split")
     instruction: str | None = _f(None, "query instruction when a record has none (default: the LaSER config's)")
     negatives_per_query: int = _f(1, "hard negatives per query (missing ones are sampled from the document pool)")
+    hard_negatives: str = _f(
+        "none", "none | bm25: before training, each query without negatives gets the mined_negatives documents BM25 "
+        "ranks highest in the document pool (positives removed); each epoch draws negatives_per_query of them"
+    )
+    mined_negatives: int = _f(4, "hard_negatives: bm25 only: documents mined per query")
     missing_reasoning: str = _f(
         "skip_explicit", "queries without a rationale: skip_explicit (latent terms only) | drop"
     )
@@ -122,6 +127,7 @@ CHOICES = {
     "export": ("merged", "adapter"),
     "explicit_weighting": EXPLICIT_WEIGHTINGS,
     "explicit_layout": EXPLICIT_LAYOUTS,
+    "hard_negatives": ("none", "bm25"),
 }
 REQUIRED = ("model", "train_data", "output_dir")
 
@@ -237,7 +243,7 @@ def validate(config: TrainConfig, source: str = "config") -> None:
         msg = f"laser_config has unknown keys {unknown} ({source}). Valid keys are: {LaSERConfig.config_keys()}."
         raise ValueError(msg)
     positive = ("num_thinking_steps", "per_device_batch_size", "gradient_accumulation_steps", "explicit_max_length",
-                "logging_steps", "lora_r", "lora_alpha", "save_total_limit")  # fmt: skip
+                "logging_steps", "lora_r", "lora_alpha", "save_total_limit", "mined_negatives")  # fmt: skip
     for key in positive:
         if values[key] < 1:
             msg = f"{key} must be >= 1, got {values[key]} ({source})."
@@ -251,6 +257,12 @@ def validate(config: TrainConfig, source: str = "config") -> None:
         if values[key] < 0:
             msg = f"{key} must be >= 0, got {values[key]} ({source})."
             raise ValueError(msg)
+    if values["hard_negatives"] != "none" and values["negatives_per_query"] < 1:
+        msg = (
+            f"hard_negatives={values['hard_negatives']} needs negatives_per_query >= 1, got "
+            f"{values['negatives_per_query']}: the mined negatives would never be used ({source})."
+        )
+        raise ValueError(msg)
     if not 0 <= values["warmup_ratio"] < 1:
         msg = f"warmup_ratio must be in [0, 1), got {values['warmup_ratio']} ({source})."
         raise ValueError(msg)

@@ -11,10 +11,64 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .data import TrainExample
+
+
+def mine_negatives(
+    ranker: Any,
+    examples: Sequence[TrainExample],
+    documents: Sequence[str],
+    *,
+    num_negatives: int = 4,
+    rank_start: int = 0,
+    rank_end: int = 30,
+    batch_size: int = 16,
+    show_progress: bool = False,
+) -> list[list[str]]:
+    """For each example, the ``num_negatives`` documents ranked highest in ``[rank_start, rank_end)`` once its
+    positives are removed (fewer when the window holds fewer); the texts come from ``documents``.
+
+    Args:
+        ranker: what ranks ``documents``: a :class:`~laser_integrations.LaSEREncoder`, or any retriever
+            ``laser eval`` takes (:func:`~laser_integrations.evaluation.run.load_model`): a
+            :class:`~laser_integrations.evaluation.baselines.BM25Baseline` ranks by its own scores (a document
+            that shares no term with the query is never a negative), a sentence-transformers baseline embeds.
+        examples: the training queries (their ``query`` ranks, their ``positives`` are excluded).
+        documents: the texts to rank, e.g. the corpus or the training document pool.
+        num_negatives: negatives per example.
+        rank_start: first rank (0-based, after removing positives) a negative may come from.
+        rank_end: rank after the last one a negative may come from.
+    """
+    if not 0 <= rank_start < rank_end:
+        msg = f"The rank window needs 0 <= rank_start < rank_end, got [{rank_start}, {rank_end})."
+        raise ValueError(msg)
+    if num_negatives < 1:
+        msg = f"num_negatives must be >= 1, got {num_negatives}."
+        raise ValueError(msg)
+    documents = list(documents)
+    queries = [ex.query for ex in examples]
+    if hasattr(ranker, "search"):  # BM25: ranks by its own scores, deep enough for the window after positives
+        depth = rank_end + max(len(ex.positives) for ex in examples)
+        ranker.index([str(j) for j in range(len(documents))], documents, show_progress=show_progress)
+        hits = ranker.search(queries, depth, show_progress=show_progress)
+        order = [[int(j) for j in sorted(h, key=h.__getitem__, reverse=True)] for h in hits]
+    else:
+        d = ranker.encode_documents(documents, batch_size=batch_size, show_progress=show_progress)
+        q = ranker.encode_queries(queries, batch_size=batch_size, show_progress=show_progress)
+        order = np.argsort(-(q @ d.T), axis=1, kind="stable").tolist()
+    mined = []
+    for row, ex in enumerate(examples):
+        positives = set(ex.positives)
+        ranked = [documents[j] for j in order[row] if documents[j] not in positives]
+        mined.append(ranked[rank_start:rank_end][:num_negatives])
+    return mined
 
 
 def mine_hard_negatives(
@@ -32,48 +86,24 @@ def mine_hard_negatives(
     """Write a JSONL training file with ``num_negatives`` mined negatives per query; returns its path.
 
     Args:
-        encoder: what ranks the corpus: a :class:`~laser_integrations.LaSEREncoder`, or any retriever
-            ``laser eval`` takes (:func:`~laser_integrations.evaluation.run.load_model`): a
-            :class:`~laser_integrations.evaluation.baselines.BM25Baseline` ranks by its own scores (a document
-            that shares no term with the query is never a negative), a sentence-transformers baseline embeds.
+        encoder: what ranks the corpus (see :func:`mine_negatives`).
         data: BEIR folder (corpus.jsonl, queries.jsonl, qrels/{split}.tsv, optional reasoning.jsonl).
         output: JSONL file to write (atomically).
         split: qrels split whose queries are mined.
-        num_negatives: negatives per query (fewer when the window holds fewer non-positive documents).
-        rank_start: first rank (0-based, after removing positives) a negative may come from.
-        rank_end: rank after the last one a negative may come from.
+        num_negatives, rank_start, rank_end: as :func:`mine_negatives`.
     """
     from .data import load_beir
 
-    if not 0 <= rank_start < rank_end:
-        msg = f"The rank window needs 0 <= rank_start < rank_end, got [{rank_start}, {rank_end})."
-        raise ValueError(msg)
-    if num_negatives < 1:
-        msg = f"num_negatives must be >= 1, got {num_negatives}."
-        raise ValueError(msg)
     examples, corpus = load_beir(data, split)
-    doc_texts = list(corpus.values())
-    text_index = {t: i for i, t in enumerate(doc_texts)}
-    queries = [ex.query for ex in examples]
-    if hasattr(encoder, "search"):  # BM25: ranks by its own scores, deep enough for the window after positives
-        depth = rank_end + max(len(ex.positives) for ex in examples)
-        encoder.index([str(j) for j in range(len(doc_texts))], doc_texts, show_progress=show_progress)
-        hits = encoder.search(queries, depth, show_progress=show_progress)
-        order = [[int(j) for j in sorted(h, key=h.__getitem__, reverse=True)] for h in hits]
-    else:
-        d = encoder.encode_documents(doc_texts, batch_size=batch_size, show_progress=show_progress)
-        q = encoder.encode_queries(queries, batch_size=batch_size, show_progress=show_progress)
-        order = np.argsort(-(q @ d.T), axis=1, kind="stable").tolist()
+    mined = mine_negatives(encoder, examples, list(corpus.values()), num_negatives=num_negatives,
+                           rank_start=rank_start, rank_end=rank_end, batch_size=batch_size,
+                           show_progress=show_progress)  # fmt: skip
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
     with tmp.open("w", encoding="utf-8") as f:
-        for row, ex in enumerate(examples):
-            positives = {text_index[p] for p in ex.positives}
-            ranked = [j for j in order[row] if j not in positives]
-            window = ranked[rank_start:rank_end][:num_negatives]
-            record = {"_id": ex.id, "query": ex.query, "positives": ex.positives,
-                      "negatives": [doc_texts[j] for j in window]}  # fmt: skip
+        for ex, negatives in zip(examples, mined):
+            record = {"_id": ex.id, "query": ex.query, "positives": ex.positives, "negatives": negatives}
             if ex.instruction is not None:
                 record["instruction"] = ex.instruction
             if ex.reasoning is not None:

@@ -114,6 +114,23 @@ class LaSERTrainer:
         self._accelerator = accelerator
 
     # -- setup -------------------------------------------------------------------------------------------------
+    def _mine_bm25_negatives(self) -> None:
+        """``hard_negatives: bm25``: give each query without negatives the documents BM25 ranks highest in the pool
+        (the same ranking as ``laser-train mine --model bm25``); queries that brought negatives keep theirs."""
+        from ..evaluation.baselines import BM25Baseline
+        from .mine import mine_negatives
+
+        d = self.config.data
+        lacking = [ex for ex in self.examples if not ex.negatives]
+        if not lacking:
+            return
+        mined = mine_negatives(BM25Baseline(), lacking, self.pool, num_negatives=d.mined_negatives)
+        for ex, negatives in zip(lacking, mined):
+            ex.negatives = negatives
+        logger.info("hard_negatives=bm25: %d of %d queries got %.1f mined negatives on average (%d got none: no "
+                    "document shares a term with them; theirs are drawn from the pool).", len(lacking),
+                    len(self.examples), sum(map(len, mined)) / len(mined), sum(not m for m in mined))  # fmt: skip
+
     def _check_output_dir(self) -> Path | None:
         """The checkpoint to resume from, or None; errors before anything is loaded or written."""
         t = self.config.train
@@ -188,6 +205,8 @@ class LaSERTrainer:
             d.train_data, d.data_format, corpus=d.corpus, split=d.split, missing_reasoning=d.missing_reasoning,
             max_examples=d.max_examples,
         )  # fmt: skip
+        if d.hard_negatives == "bm25":
+            self._mine_bm25_negatives()
         self.accelerator = self._accelerator or self._make_accelerator()
         acc = self.accelerator
         set_seed(t.seed)
