@@ -18,7 +18,8 @@ RECIPE=training/cpu_smollm2_theoremqa.yaml
 # The paper's loss settings, written out so the row does not depend on the recipe's defaults.
 PAPER="--objective laser --lambda_out 10 --lambda_mid 0.1 --temperature_kd 0.02 --distill_warmup_steps 0 --distill_ramp_steps 0 --explicit_weighting rationale_mean --detach_soft_tokens false"
 
-# Every row pins the learning rate and the explicit layout, so a change to the recipe's YAML changes no row.
+# Every row pins the learning rate, the explicit layout and the negatives (in-batch only unless hardneg-), so a
+# change to the recipe's YAML changes no row.
 V1="--learning_rate 1e-4 --explicit_layout paper"    # the recipe of 2026-11-29 (RESULTS.md: recipe-s42)
 V2="--learning_rate 5e-4 --explicit_layout in_prompt" # the recipe of 2026-11-30: the YAML's values
 train_args() {  # RUN -> laser-train overrides on top of the recipe
@@ -100,7 +101,7 @@ for run in "$@"; do
       t0=$(date +%s)
       # shellcheck disable=SC2086
       laser-train --config "$RECIPE" --train_data "$train_data" --output_dir "$dir" --overwrite_output_dir true \
-        --progress_bar false $args
+        --progress_bar false --negatives_per_query 0 --hard_negatives none $args
       train_s=$(seconds_since "$t0")
       echo "{\"train_seconds\": $train_s}" > "$dir/wall.json"
       model=$dir/final; ks=""
