@@ -4,6 +4,7 @@
 #   training/theoremqa_study.sh RUN [RUN ...]     e.g. training/theoremqa_study.sh contrastive-s42 recipe-s42
 #                                                 reasoned-RUN: RUN with generated rationales for every question
 #                                                 hardneg-RUN: RUN with one BM25-mined hard negative per question
+#                                                 hardneg-reasoned-RUN: both
 #   python training/study_table.py                the Markdown tables of training/RESULTS.md
 #
 # Every run trains with training/cpu_smollm2_theoremqa.yaml plus the overrides below, then scores its final
@@ -50,7 +51,7 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
     inprompt_lr5e4-no_explicit_view|inprompt_lr5e4-no_latent_view|inprompt_lr5e4-no_trajectory|\
     inprompt_lr5e4-no_output_kd|inprompt_lr5e4-frozen_teacher)
                       echo "--objective ${name#inprompt_lr5e4-} $V2" ;;
-    *) echo "unknown run $1 ([reasoned-|hardneg-](contrastive|contrastive_lr3e4|contrastive_lr5e4|contrastive_lr1e3|paper|schedule|recipe|inprompt|inprompt_lr3e4|inprompt_lr5e4|inprompt_lr1e3|inprompt_lr2e3|inprompt_lr5e4_k2|inprompt_lr5e4_r64|contrastive_lr5e4_r64|inprompt_lr5e4_2ep|contrastive_lr5e4_2ep|inprompt_lr5e4_kd05|recipe-<ablation>|inprompt_lr5e4-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
+    *) echo "unknown run $1 ([hardneg-][reasoned-](contrastive|contrastive_lr3e4|contrastive_lr5e4|contrastive_lr1e3|paper|schedule|recipe|inprompt|inprompt_lr3e4|inprompt_lr5e4|inprompt_lr1e3|inprompt_lr2e3|inprompt_lr5e4_k2|inprompt_lr5e4_r64|contrastive_lr5e4_r64|inprompt_lr5e4_2ep|contrastive_lr5e4_2ep|inprompt_lr5e4_kd05|recipe-<ablation>|inprompt_lr5e4-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
   esac
   echo "--seed $seed"
 }
@@ -70,9 +71,11 @@ reasoned_data() {
 # hardneg-RUN: RUN trained with one hard negative per question (the paper's group of 2 documents), drawn each
 # epoch from the 4 documents BM25 ranks highest after the positive. BM25 mines them, so neither objective's
 # own model picks them; the file keeps the set's rationales.
-hardneg_data() {
+# The negatives depend on the questions and corpus only; mined from reasoned data, the file carries its rationales.
+hardneg_data() {  # DATA dir -> mined file
   local file=$OUT/theoremqa-bm25-negatives.jsonl
-  [ -f "$file" ] || laser-train mine --data "$DATA" --split train --model bm25 --output "$file" --num_negatives 4 >&2
+  [ "$1" = "$DATA" ] || file=$OUT/theoremqa-reasoned-bm25-negatives.jsonl
+  [ -f "$file" ] || laser-train mine --data "$1" --split train --model bm25 --output "$file" --num_negatives 4 >&2
   echo "$file"
 }
 
@@ -83,16 +86,14 @@ for run in "$@"; do
     untrained) model=smollm2-135m-offline; ks="1 3" ;;
     minilm|bm25) model=$run; ks="" ;;
     *)
-      train_data=$DATA
-      if [[ $run == reasoned-* ]]; then
+      train_data=$DATA; name=$run; hardneg=""
+      if [[ $name == hardneg-* ]]; then hardneg=1; name=${name#hardneg-}; fi
+      if [[ $name == reasoned-* ]]; then
         t0=$(date +%s); train_data=$(reasoned_data); echo "rationales: $(seconds_since "$t0") s"
-        args=$(train_args "${run#reasoned-}")
-      elif [[ $run == hardneg-* ]]; then
-        train_data=$(hardneg_data)
-        args="$(train_args "${run#hardneg-}") --negatives_per_query 1"
-      else
-        args=$(train_args "$run")
+        name=${name#reasoned-}
       fi
+      args=$(train_args "$name")
+      if [ -n "$hardneg" ]; then train_data=$(hardneg_data "$train_data"); args="$args --negatives_per_query 1"; fi
       if [ -f "$dir/final/laser_config.json" ] && [ -z "${RETRAIN:-}" ]; then
         echo "$run: reusing $dir/final (RETRAIN=1 trains again)"
         model=$dir/final; ks=""; train_s=$(python -c "import json; print(json.load(open('$dir/wall.json'))['train_seconds'])" 2>/dev/null || echo 0)
