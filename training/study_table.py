@@ -4,7 +4,7 @@
 
 Reads ``RUN/eval.json`` (written by ``laser eval``) and ``RUN/wall.json`` of every run, prints one Markdown row
 per (run, K, query mode) with the command that reproduces it, a per-objective mean over seeds with the seed
-spread, and draws the dev nDCG@10 chart (best first) and, for each run evaluated at several K, its inference-scaling
+spread, and draws the dev nDCG@10 chart (best first), the seeds chart (``theoremqa_seeds.png``) and, for each run evaluated at several K, its inference-scaling
 curve (``theoremqa_k_scaling_RUN.png``) with ``laser eval``'s own plots.
 """
 
@@ -17,7 +17,7 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from laser_integrations.evaluation.plots import bar_chart, scaling_plot
+from laser_integrations.evaluation.plots import _pyplot, _save, bar_chart, scaling_plot
 from laser_integrations.evaluation.run import EvalResult
 
 SEED = re.compile(r"^(?P<name>.+)-s(?P<seed>\d+)$")
@@ -59,6 +59,25 @@ def command(run: str, result: EvalResult, trained: int | None) -> str:
     return " ".join([*env, f"training/theoremqa_study.sh {run}"])
 
 
+def seed_chart(per_recipe: dict[str, dict[int, float]], path: Path) -> Path:
+    """One row per recipe run with several seeds, best mean on top: a dot per seed and a bar at the mean, so a gap
+    between two recipes can be read against each one's seed spread."""
+    plt = _pyplot()
+    rows = sorted(((n, s) for n, s in per_recipe.items() if len(s) > 1), key=lambda r: statistics.mean(r[1].values()))
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
+    for y, (name, by_seed) in enumerate(rows):
+        mean = statistics.mean(by_seed.values())
+        colour = "tab:orange" if "contrastive" in name else "tab:blue"  # plain contrastive vs LaSER
+        ax.plot(list(by_seed.values()), [y] * len(by_seed), "o", color=colour, alpha=0.7)
+        ax.plot([mean, mean], [y - 0.3, y + 0.3], color="black")
+        ax.annotate(f"{mean:.3f}", (max(by_seed.values()), y), xytext=(6, -3), textcoords="offset points", fontsize=7)
+    ax.set_yticks(range(len(rows)), [f"{n} ({len(s)} seeds)" for n, s in rows], fontsize=8)
+    ax.set_xlabel("ndcg@10 (dots: seeds, bar: mean; orange: plain contrastive, blue: LaSER)")
+    ax.set_title("Seeds on TheoremQA dev")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(plt, fig, path)
+
+
 def minutes(seconds: float | None) -> str:
     return f"{seconds / 60:.1f}" if seconds else ""
 
@@ -97,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{statistics.mean(values):.4f} | {spread:.4f} |")  # fmt: skip
 
     plots = Path(args.plots)
+    print(seed_chart(per_recipe, plots / "theoremqa_seeds.png"))
     headline = [r for run, r, _ in runs if r.query_mode == "query" and (
         r.num_thinking_steps in (None, trained[run]) or run == "untrained")]  # fmt: skip
     headline.sort(key=lambda r: -r.metrics["ndcg@10"])
