@@ -4,8 +4,9 @@
 
 Reads ``RUN/eval.json`` (written by ``laser eval``) and ``RUN/wall.json`` of every run, prints one Markdown row
 per (run, K, query mode) with the command that reproduces it, a per-objective mean over seeds with the seed
-spread, and draws the dev nDCG@10 chart (best first), the seeds chart (``theoremqa_seeds.png``) and, for each run evaluated at several K, its inference-scaling
-curve (``theoremqa_k_scaling_RUN.png``) with ``laser eval``'s own plots.
+spread, and draws the dev nDCG@10 chart (best first), the seeds chart (``theoremqa_seeds.png``) and, for each run
+evaluated at several K, its inference-scaling curve (``theoremqa_k_scaling_RUN.png``) with ``laser eval``'s own
+plots.
 """
 
 from __future__ import annotations

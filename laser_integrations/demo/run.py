@@ -56,8 +56,8 @@ HUB_TIMEOUT_S = 3.0
 # learning rate. The distillation terms switch on after a contrastive warm-up of 8 steps and reach full weight at
 # step 15. The teacher reads the rationale inside the prompt (explicit_layout: in_prompt), and each question brings
 # one BM25-mined hard negative (hard_negatives: bm25), which lifted LaSER's mean nDCG@10 on TheoremQA by 0.021
-# over three seeds (training/RESULTS.md); it doubles the documents a step encodes. bf16 autocast is on where the CPU has bf16 units
-# (training_values).
+# over three seeds (training/RESULTS.md); it doubles the documents a step encodes. bf16 autocast is on where the
+# CPU has bf16 units (training_values).
 DEMO_TRAINING: dict[str, Any] = {
     "laser_config": {"query_max_length": 128, "document_max_length": 128},
     "objective": "laser",
