@@ -1,4 +1,5 @@
-"""JSON Lines reading shared by the corpus indexer, the trainer and the evaluation loaders."""
+"""JSON Lines reading shared by the corpus indexer, the trainer and the evaluation loaders, and the atomic JSON
+writer of ``laser eval`` and the demo."""
 
 from __future__ import annotations
 
@@ -31,3 +32,13 @@ def read_jsonl(path: str | os.PathLike, error: type[Exception] = ValueError) -> 
                 msg = f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}."
                 raise error(msg)
             yield lineno, obj
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as JSON atomically: a temporary sibling, then a rename, so an interrupted run never leaves half
+    a file. The file gets the permissions any new file gets (the umask), like one written in place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)

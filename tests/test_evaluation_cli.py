@@ -74,6 +74,11 @@ def test_laser_eval_end_to_end(encoder_dir: Path, beir_dir: Path, tmp_path: Path
         assert r["queries_without_reasoning"] == (2 if r["query_mode"] == "reasoning" else 0)
     for png in (out.with_suffix(".png"), out.with_name("results_scaling.png")):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Written atomically, with no temporary file left, and readable as any new file is (not owner-only).
+    assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]
+    plain = out.parent / "plain.txt"
+    plain.write_text("x")
+    assert out.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
 def test_laser_eval_reports_bad_data_and_exits_2(tmp_path: Path, capsys):

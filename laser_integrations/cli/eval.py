@@ -10,12 +10,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from ..jsonl import write_json
 
 LAYOUTS = """\
 data layouts:
@@ -99,16 +98,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def _write_json(path: Path, doc: dict) -> None:
-    """Write atomically, so an interrupted run never leaves half a results file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def run(args: argparse.Namespace) -> int:
     from ..evaluation.data import load_datasets
     from ..evaluation.plots import bar_chart, scaling_plot
@@ -154,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     metric = args.metrics[0]
     if args.output:
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
-        _write_json(args.output, {**results_to_json(results, config), "wall_seconds": round(wall, 2)})
+        write_json(args.output, {**results_to_json(results, config), "wall_seconds": round(wall, 2)})
         print(f"wrote {args.output}", file=sys.stderr)
     plot = args.plot or (args.output.with_suffix(".png") if args.output else None)
     if plot:

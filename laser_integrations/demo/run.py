@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..jsonl import write_json
+
 DEMO_DATA = Path(__file__).resolve().parent / "data"
 RELEASED_MODEL = "Alibaba-NLP/LaSER-Qwen3-0.6B"
 RELEASED_BACKBONE = "Qwen/Qwen3-0.6B"  # what the released 0.6B checkpoint was trained from
@@ -276,13 +278,6 @@ def model_fingerprint(model: str) -> str:
         stamps = [p.stat().st_mtime_ns for p in path.iterdir() if p.is_file()]
         return f"{path.resolve()}@{max(stamps, default=0)}"
     return model
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temporary sibling, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def read_json(path: Path) -> Any:
