@@ -4,7 +4,7 @@
 
 Reads ``RUN/eval.json`` (written by ``laser eval``) and ``RUN/wall.json`` of every run, prints one Markdown row
 per (run, K, query mode) with the command that reproduces it, a per-objective mean over seeds with the seed
-spread, and draws the dev nDCG@10 chart (best first), the seeds chart (``theoremqa_seeds.png``) and, for each run
+spread, a paired comparison of each LaSER recipe with its matched contrastive run, and draws the dev nDCG@10 chart (best first), the seeds chart (``theoremqa_seeds.png``) and, for each run
 evaluated at several K, its inference-scaling curve (``theoremqa_k_scaling_RUN.png``) with ``laser eval``'s own
 plots.
 """
@@ -79,6 +79,45 @@ def seed_chart(per_recipe: dict[str, dict[int, float]], path: Path) -> Path:
     return _save(plt, fig, path)
 
 
+# Each LaSER recipe and the plain-contrastive run trained the same way (negatives, learning rate, steps), for the
+# paired comparison: on the same dev questions, is a gap between the two larger than the questions' own noise?
+MATCHED = {
+    "inprompt_lr5e4": "contrastive_lr5e4",
+    "inprompt_lr1e3": "contrastive_lr1e3",
+    "reasoned-inprompt_lr5e4": "contrastive_lr5e4",
+    "hardneg-inprompt_lr5e4": "hardneg-contrastive_lr5e4",
+    "hardneg-inprompt_lr5e4_lout1": "hardneg-contrastive_lr5e4",
+    "hardneg-reasoned-inprompt_lr5e4": "hardneg-contrastive_lr5e4",
+}
+
+
+def paired_rows(per_query: dict[str, dict[str, float]]) -> list[str]:
+    """Markdown rows of LaSER minus contrastive, per seed both ran and pooled over those seeds (each question's
+    nDCG@10 averaged over seeds first): mean difference, questions won / lost, and the two-sided p-values of a paired
+    t-test and of a Wilcoxon signed-rank test over the dev questions (scipy)."""
+    from scipy import stats
+
+    rows = []
+    for laser, contrastive in MATCHED.items():
+        seeds = sorted(int(SEED.match(run)["seed"]) for run in per_query
+                       if SEED.match(run) and SEED.match(run)["name"] == laser
+                       and f"{contrastive}-s{SEED.match(run)['seed']}" in per_query)  # fmt: skip
+        pairs = []
+        for seed in seeds:
+            a, b = per_query[f"{laser}-s{seed}"], per_query[f"{contrastive}-s{seed}"]
+            questions = sorted(a)
+            pairs.append(([a[q] for q in questions], [b[q] for q in questions]))
+        if len(seeds) > 1:
+            mean = lambda lists: [statistics.mean(v) for v in zip(*lists)]  # noqa: E731
+            pairs.append((mean([x for x, _ in pairs]), mean([y for _, y in pairs])))
+        for label, (x, y) in zip([*map(str, seeds), "pooled"], pairs):
+            diff = statistics.mean(x) - statistics.mean(y)
+            won, lost = sum(u > v for u, v in zip(x, y)), sum(u < v for u, v in zip(x, y))
+            t_p, w_p = stats.ttest_rel(x, y).pvalue, stats.wilcoxon(x, y).pvalue
+            rows.append(f"| {laser} | {contrastive} | {label} | {diff:+.4f} | {won} / {lost} | {t_p:.3f} | {w_p:.3f} |")
+    return rows
+
+
 def minutes(seconds: float | None) -> str:
     return f"{seconds / 60:.1f}" if seconds else ""
 
@@ -115,6 +154,13 @@ def main(argv: list[str] | None = None) -> None:
         spread = max(values) - min(values) if len(values) > 1 else float("nan")
         print(f"| {name} | {', '.join(map(str, sorted(by_seed)))} | {', '.join(f'{v:.4f}' for v in values)} | "
               f"{statistics.mean(values):.4f} | {spread:.4f} |")  # fmt: skip
+
+    # Paired over the dev questions: each run at the K it was trained with.
+    per_query = {run: r.per_query["ndcg@10"] for run, r, _ in runs
+                 if r.query_mode == "query" and r.num_thinking_steps == trained[run]}  # fmt: skip
+    print("\n| LaSER | contrastive | seed | nDCG@10 difference | questions won / lost | paired t-test p | Wilcoxon p |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    print("\n".join(paired_rows(per_query)))
 
     plots = Path(args.plots)
     print(seed_chart(per_recipe, plots / "theoremqa_seeds.png"))
