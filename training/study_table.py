@@ -4,9 +4,9 @@
 
 Reads ``RUN/eval.json`` (written by ``laser eval``) and ``RUN/wall.json`` of every run, prints one Markdown row
 per (run, K, query mode) with the command that reproduces it, a per-objective mean over seeds with the seed
-spread, a paired comparison of each LaSER recipe with its matched contrastive run, and draws the dev nDCG@10 chart (best first), the seeds chart (``theoremqa_seeds.png``) and, for each run
-evaluated at several K, its inference-scaling curve (``theoremqa_k_scaling_RUN.png``) with ``laser eval``'s own
-plots.
+spread and a paired comparison of each LaSER recipe with its matched contrastive run, and draws the dev nDCG@10
+chart (best first), the seeds chart (``theoremqa_seeds.png``) and, for each run evaluated at several K, its
+inference-scaling curve (``theoremqa_k_scaling_RUN.png``) with ``laser eval``'s own plots.
 """
 
 from __future__ import annotations
@@ -107,9 +107,8 @@ def paired_rows(per_query: dict[str, dict[str, float]]) -> list[str]:
             a, b = per_query[f"{laser}-s{seed}"], per_query[f"{contrastive}-s{seed}"]
             questions = sorted(a)
             pairs.append(([a[q] for q in questions], [b[q] for q in questions]))
-        if len(seeds) > 1:
-            mean = lambda lists: [statistics.mean(v) for v in zip(*lists)]  # noqa: E731
-            pairs.append((mean([x for x, _ in pairs]), mean([y for _, y in pairs])))
+        if len(seeds) > 1:  # each question's score averaged over the seeds, for either objective
+            pairs.append(tuple([statistics.mean(v) for v in zip(*side)] for side in zip(*pairs)))
         for label, (x, y) in zip([*map(str, seeds), "pooled"], pairs):
             diff = statistics.mean(x) - statistics.mean(y)
             won, lost = sum(u > v for u, v in zip(x, y)), sum(u < v for u, v in zip(x, y))
