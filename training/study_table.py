@@ -99,9 +99,8 @@ def paired_rows(per_query: dict[str, dict[str, float]]) -> list[str]:
 
     rows = []
     for laser, contrastive in MATCHED.items():
-        seeds = sorted(int(SEED.match(run)["seed"]) for run in per_query
-                       if SEED.match(run) and SEED.match(run)["name"] == laser
-                       and f"{contrastive}-s{SEED.match(run)['seed']}" in per_query)  # fmt: skip
+        seeds = sorted(int(m["seed"]) for m in map(SEED.match, per_query)
+                       if m and m["name"] == laser and f"{contrastive}-s{m['seed']}" in per_query)  # fmt: skip
         pairs = []
         for seed in seeds:
             a, b = per_query[f"{laser}-s{seed}"], per_query[f"{contrastive}-s{seed}"]
