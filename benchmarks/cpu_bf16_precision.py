@@ -12,7 +12,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from laser_integrations import LaSEREncoder
@@ -28,7 +27,7 @@ def main() -> None:
     if args.shared is None:
         parser.error("the shared assets folder was not found; pass --shared or set LASER_SHARED_DIR")
     data = args.shared / "data" / "theoremqa"
-    read = lambda name: [json.loads(line)["text"] for line in (data / name).open(encoding="utf-8")][: args.n]  # noqa: E731
+    read = lambda name: [json.loads(line)["text"] for line in (data / name).open(encoding="utf-8")][: args.n]
     corpus, queries = read("corpus.jsonl"), read("queries.jsonl")
 
     encoder = LaSEREncoder.from_pretrained(SMOLLM2_ALIAS, device="cpu", dtype="float32")

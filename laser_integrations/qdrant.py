@@ -120,7 +120,7 @@ def open_client(
     _require("qdrant_client", "qdrant")
     from qdrant_client import QdrantClient
 
-    params, where = _connection(path, location, url)
+    params, _ = _connection(path, location, url)
     key = _resolve_api_key(api_key, url)
     try:
         return QdrantClient(**params, **({"api_key": key} if key else {}), **client_kwargs)

@@ -291,7 +291,7 @@ def test_pickle_weights_need_opt_in(encoder: LaSEREncoder, tmp_path) -> None:
 
 
 def test_remote_code_is_off_unless_asked(encoder_dir, monkeypatch) -> None:
-    import laser_integrations.loading as loading
+    from laser_integrations import loading
 
     seen = []
     real = loading.AutoModelForCausalLM.from_pretrained

@@ -14,8 +14,8 @@ from laser_integrations import LaSERConfig, LaSEREncoder
 from laser_integrations.formatting import Formatter
 from laser_integrations.testing import tiny_encoder
 from laser_integrations.training import DataError, LaSERTrainer, build_config
-from laser_integrations.training.cli import main
 from laser_integrations.training.arguments import load_yaml
+from laser_integrations.training.cli import main
 from laser_integrations.training.trainer import read_metrics
 
 DOCS = [
