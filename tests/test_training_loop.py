@@ -16,7 +16,7 @@ from laser_integrations.testing import tiny_encoder
 from laser_integrations.training import DataError, LaSERTrainer, build_config
 from laser_integrations.training.arguments import load_yaml
 from laser_integrations.training.cli import main
-from laser_integrations.training.trainer import read_metrics
+from laser_integrations.training.trainer import clip_per_term, read_metrics
 
 DOCS = [
     "the prime numbers are divisible only by one",
@@ -146,7 +146,7 @@ def test_loss_goes_down_on_a_toy_set(tiny_dir, toy_data, tmp_path):
 
 def _terms(trainer: LaSERTrainer, batch: dict, scale: float = 1.0) -> dict[str, float]:
     with torch.no_grad():
-        return {k: float(v) for k, v in trainer.dual(batch, distill_scale=scale).items()}
+        return {k: float(v) for k, v in trainer.dual(batch, distill_scale=scale).items() if k != "weighted"}
 
 
 @pytest.mark.parametrize("weighting", ["rationale_mean", "batch_share"])
@@ -206,6 +206,83 @@ def test_contrastive_warm_up_is_logged_and_keeps_distillation_off(tiny_dir, toy_
         assert r["loss"] == pytest.approx(r["cl_latent"] + weights, rel=1e-4)
 
 
+def _clip_each_and_add(grads: dict[str, list[torch.Tensor]], max_norm: float) -> list[torch.Tensor]:
+    """torch's own clip_grad_norm_ on each term's gradient alone, then the sum: the reference for per-term clipping."""
+    total = None
+    for grad in grads.values():
+        params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grad]
+        for p, g in zip(params, grad):
+            p.grad = g.clone()
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        total = [p.grad for p in params] if total is None else [t + p.grad for t, p in zip(total, params)]
+    return total
+
+
+def test_clip_per_term_clips_each_term_as_clip_grad_norm_does():
+    gen = torch.Generator().manual_seed(0)
+    grads = {
+        "cl_latent": [torch.randn(4, 3, generator=gen) * 0.1, torch.randn(5, generator=gen) * 0.1],  # norm < 1: kept
+        "kl_out": [torch.randn(4, 3, generator=gen) * 20, torch.randn(5, generator=gen) * 20],  # norm >> 1: clipped
+    }
+    summed, norms, total = clip_per_term(grads, 1.0)
+    for got, want in zip(summed, _clip_each_and_add(grads, 1.0)):
+        torch.testing.assert_close(got, want)
+    for term, grad in grads.items():
+        assert norms[term] == pytest.approx(float(torch.cat([g.flatten() for g in grad]).norm()), rel=1e-6)
+    raw = torch.cat([(a + b).flatten() for a, b in zip(*grads.values())])
+    assert total == pytest.approx(float(raw.norm()), rel=1e-6)
+    # The small term keeps its full size: clipping the sum would have shrunk it by the large term's factor.
+    kept = torch.cat([s.flatten() for s in summed]).norm()
+    assert 1.0 < float(kept) <= 1.0 + norms["cl_latent"] + 1e-5
+
+
+def test_per_term_clipping_steps_on_the_sum_of_each_terms_clipped_gradient(tiny_dir, toy_data, tmp_path):
+    trainer = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "out", clip_grad_per_term=True, max_grad_norm=0.05,
+                                  lora_dropout=0.0, distill_warmup_steps=0, distill_ramp_steps=0, max_steps=1))  # fmt: skip
+    trainer.setup()
+    with torch.no_grad():  # off LoRA's B = 0 start, so every term has a gradient on A and B
+        for name, p in trainer.backbone.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.02)
+    trainable = [p for p in trainer.dual.parameters() if p.requires_grad]
+    indices, epoch = trainer._indices(0, 0)
+    out = trainer.dual(trainer.collator(indices, epoch, torch.device("cpu")), distill_scale=1.0)
+    weighted = out["weighted"]
+    assert set(weighted) == {"cl_latent", "cl_explicit", "kl_out", "kl_mid"}
+    assert float(sum(weighted.values()).detach()) == pytest.approx(float(out["loss"].detach()), rel=1e-6)
+    grads = {t: list(torch.autograd.grad(v, trainable, retain_graph=True)) for t, v in weighted.items()}
+    expected = _clip_each_and_add(grads, 0.05)
+    clipped_total = [sum(g) for g in zip(*grads.values())]
+    torch.nn.utils.clip_grad_norm_([torch.nn.Parameter(g) for g in clipped_total], 0.05)
+
+    seen = []
+    step = trainer.optimizer.step
+    trainer.optimizer.step = lambda *a, **k: (seen.append([p.grad.clone() for p in trainable]), step(*a, **k))[1]
+    trainer.train()
+    for got, want in zip(seen[0], expected):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
+    differs = any(not torch.allclose(g, c, rtol=1e-3, atol=1e-8) for g, c in zip(seen[0], clipped_total))
+    assert differs, "clipping each term gave the same step as clipping their sum: the test would not tell them apart"
+    record = read_metrics(tmp_path / "out" / "metrics.jsonl")[0]
+    for term, grad in grads.items():
+        assert record[f"grad_norm_{term}"] == pytest.approx(float(torch.cat([g.flatten() for g in grad]).norm()),
+                                                            rel=1e-4)  # fmt: skip
+
+
+def test_per_term_clipping_with_one_term_equals_clipping_the_total(tiny_dir, toy_data, tmp_path):
+    common = {"objective": "contrastive", "max_steps": 3, "max_grad_norm": 0.01, "lora_dropout": 0.0}
+    total = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "total", **common))
+    total.train()
+    per_term = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "per_term", clip_grad_per_term=True, **common))
+    per_term.train()
+    a, b = total.trainable_state(), per_term.trainable_state()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-7)
+    records = read_metrics(tmp_path / "per_term" / "metrics.jsonl")
+    assert all(r["grad_norm"] > 0.01 for r in records)  # clipping acted on every step
+    assert [r["grad_norm"] for r in records] == pytest.approx([r["grad_norm_cl_latent"] for r in records])
+
+
 def test_killed_and_resumed_training_equals_uninterrupted(tiny_dir, toy_data, tmp_path):
     common = {"max_steps": 6, "save_steps": 2, "gradient_accumulation_steps": 2, "per_device_batch_size": 2,
               "lora_dropout": 0.1}  # fmt: skip
@@ -263,6 +340,9 @@ def test_bad_config_errors_name_the_key():
         build_config({"model": "m", "train_data": "d", "output_dir": "o", "explicit_layout": "eos"})
     with pytest.raises(ValueError, match="distill_warmup_steps must be >= 0, got -5"):
         build_config({"model": "m", "train_data": "d", "output_dir": "o", "distill_warmup_steps": -5})
+    with pytest.raises(ValueError, match=r"clip_grad_per_term needs max_grad_norm > 0"):
+        build_config({"model": "m", "train_data": "d", "output_dir": "o", "clip_grad_per_term": True,
+                      "max_grad_norm": 0})  # fmt: skip
     with pytest.raises(ValueError, match=r"laser_config has unknown keys \['suffix'\]"):
         build_config({"model": "m", "train_data": "d", "output_dir": "o", "laser_config": {"suffix": ""}})
     assert (

@@ -107,6 +107,11 @@ class TrainingArguments:
     weight_decay: float = _f(0.0, "AdamW weight decay")
     warmup_ratio: float = _f(0.1, "linear warmup, fraction of the steps")
     max_grad_norm: float = _f(1.0, "gradient clipping (0 = off)")
+    clip_grad_per_term: bool = _f(
+        False,
+        "clip each weighted loss term's gradient to max_grad_norm on its own, then add them (one backward pass per "
+        "term, single process); false clips their sum",
+    )
     seed: int = _f(42, "seed of LoRA init, data order and negative sampling")
     bf16: str = _f("auto", "bf16 mixed precision: auto (on for CUDA) | true | false")
     save_steps: int = _f(500, "checkpoint every N optimizer steps (0 = only the final export)")
@@ -262,6 +267,9 @@ def validate(config: TrainConfig, source: str = "config") -> None:
             f"hard_negatives={values['hard_negatives']} needs negatives_per_query >= 1, got "
             f"{values['negatives_per_query']}: the mined negatives would never be used ({source})."
         )
+        raise ValueError(msg)
+    if values["clip_grad_per_term"] and not values["max_grad_norm"] > 0:
+        msg = f"clip_grad_per_term needs max_grad_norm > 0 (the norm each term is clipped to) ({source})."
         raise ValueError(msg)
     if not 0 <= values["warmup_ratio"] < 1:
         msg = f"warmup_ratio must be in [0, 1), got {values['warmup_ratio']} ({source})."

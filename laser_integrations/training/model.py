@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -99,8 +100,11 @@ class DualViewModel(nn.Module):
             with disable():
                 return explicit_view(self.model, ids, mask)
 
-    def forward(self, batch: dict[str, torch.Tensor], distill_scale: float = 1.0) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict[str, torch.Tensor], distill_scale: float = 1.0) -> dict[str, Any]:
         """Loss terms, ``loss`` (their weighted sum), ``explicit_fraction`` and diagnostics for one batch.
+
+        ``weighted`` maps each term that this batch computed and that has a non-zero weight this step to its
+        weighted value (what ``loss`` adds up): per-term gradient clipping backpropagates them one at a time.
 
         Diagnostics (no gradient): ``acc_latent`` and, with an explicit view, ``acc_explicit``: the in-batch top-1
         accuracy of each view (NaN for the explicit view when the batch has no rationale).
@@ -121,7 +125,7 @@ class DualViewModel(nn.Module):
         diagnostics = {"acc_latent": top1_accuracy(latent.embeddings, docs, positive)}
 
         rows = batch["explicit_rows"]
-        zero = latent.embeddings.sum() * 0.0
+        zero = latent.embeddings.sum() * 0.0  # a term this batch cannot compute (no rationale): 0, in the graph
         if self.objective.explicit_view and rows.numel() > 0:
             hidden = self._teacher_states(batch["explicit_ids"], batch["explicit_mask"])
             v_star = F.normalize(hidden[:, -1].float(), dim=-1)  # EOS is the last position (left padding)
@@ -136,13 +140,15 @@ class DualViewModel(nn.Module):
             if self.objective.kl_mid:
                 terms["kl_mid"] = trajectory_kl(trajectory.detach(), latent.step_states[rows], docs,
                                                 w.temperature_mid, normalize=w.normalize_trajectory)  # fmt: skip
+        computed = [term for term in self.active_terms() if term in terms]
         for term in self.active_terms():
             terms.setdefault(term, zero)
         share = explicit_share(rows.numel(), n_queries, w.explicit_weighting)  # type: ignore[arg-type]
         lambdas = {"cl_latent": 1.0, "cl_explicit": share * w.lambda_explicit,
                    "kl_out": share * distill_scale * w.lambda_out, "kl_mid": share * distill_scale * w.lambda_mid}  # fmt: skip
         terms["loss"] = sum(lambdas[t] * terms[t] for t in self.active_terms())
+        weighted = {t: lambdas[t] * terms[t] for t in computed if lambdas[t] != 0}
         terms["explicit_fraction"] = torch.tensor(rows.numel() / max(n_queries, 1))
         if self.objective.explicit_view:
             diagnostics.setdefault("acc_explicit", torch.tensor(float("nan")))  # no rationale in this batch
-        return {**terms, **diagnostics}
+        return {**terms, **diagnostics, "weighted": weighted}

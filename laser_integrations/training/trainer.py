@@ -209,6 +209,12 @@ class LaSERTrainer:
             self._mine_bm25_negatives()
         self.accelerator = self._accelerator or self._make_accelerator()
         acc = self.accelerator
+        if t.clip_grad_per_term and acc.num_processes > 1:
+            msg = (
+                f"clip_grad_per_term backpropagates each loss term on its own, which {acc.num_processes} processes "
+                "(DistributedDataParallel) cannot do; train on one process or set clip_grad_per_term: false."
+            )
+            raise ValueError(msg)
         set_seed(t.seed)
         model, self.tokenizer, self.laser_config = self._load_backbone(acc.device)
         if d.explicit_max_length <= self.laser_config.query_max_length + 1 and self.objective.explicit_view:
@@ -390,6 +396,7 @@ class LaSERTrainer:
         bar = tqdm(total=self.total_steps, initial=self.step, desc=f"LaSER {self.objective.name}", unit="step",
                    disable=not (t.progress_bar and acc.is_main_process), dynamic_ncols=True)  # fmt: skip
         self.dual.train()
+        trainable = [p for p in self.dual.parameters() if p.requires_grad]
         done_here, started = 0, time.perf_counter()
         while self.step < self.total_steps:
             if stop_after_steps is not None and done_here >= stop_after_steps:
@@ -397,6 +404,7 @@ class LaSERTrainer:
                 return None
             sums: dict[str, float] = {}
             seen: dict[str, list[float]] = {}
+            term_grads: dict[str, list[torch.Tensor]] = {}  # clip_grad_per_term: each term's gradient, accumulated
             scale = distillation_scale(self.step, self.config.loss.distill_warmup_steps,
                                        self.config.loss.distill_ramp_steps)  # fmt: skip
             for micro in range(t.gradient_accumulation_steps):
@@ -405,7 +413,10 @@ class LaSERTrainer:
                 last = micro == t.gradient_accumulation_steps - 1
                 with contextlib.nullcontext() if last else acc.no_sync(self.dual):
                     out = self.dual(batch, distill_scale=scale)
-                    acc.backward(out["loss"] / t.gradient_accumulation_steps)
+                    if t.clip_grad_per_term:
+                        self._backward_per_term(out["weighted"], trainable, term_grads)
+                    else:
+                        acc.backward(out["loss"] / t.gradient_accumulation_steps)
                 for name in ["loss", *terms, "explicit_fraction"]:
                     sums[name] = sums.get(name, 0.0) + float(out[name].detach()) / t.gradient_accumulation_steps
                 for name in DIAGNOSTICS:
@@ -414,8 +425,12 @@ class LaSERTrainer:
             for name in DIAGNOSTICS:  # mean over the micro-batches that had one; NaN (logged as null) if none did
                 if name in out:
                     sums[name] = statistics.fmean(seen[name]) if name in seen else math.nan
-            grad_norm = None
-            if t.max_grad_norm > 0:
+            grad_norm, term_norms = None, {}
+            if t.clip_grad_per_term:
+                summed, term_norms, grad_norm = clip_per_term(term_grads, t.max_grad_norm)
+                for param, grad in zip(trainable, summed):
+                    param.grad = grad
+            elif t.max_grad_norm > 0:
                 grad_norm = float(acc.clip_grad_norm_(self.dual.parameters(), t.max_grad_norm))
             self.optimizer.step()
             self.scheduler.step()
@@ -429,6 +444,7 @@ class LaSERTrainer:
                 record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
                           "lr": self.scheduler.get_last_lr()[0], **{k: None if v != v else v for k, v in logged.items()},
                           "distill_scale": scale, "grad_norm": grad_norm,
+                          **{f"grad_norm_{k}": v for k, v in term_norms.items()},
                           "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
                 if acc.is_main_process:
                     with (self.output_dir / METRICS).open("a", encoding="utf-8") as f:
@@ -437,6 +453,20 @@ class LaSERTrainer:
                 self._save_checkpoint()
         bar.close()
         return self.export()
+
+    def _backward_per_term(
+        self, weighted: dict[str, torch.Tensor], params: list[torch.Tensor], grads: dict[str, list[torch.Tensor]]
+    ) -> None:
+        """Backpropagate each weighted term on its own and add its gradient to ``grads[term]``."""
+        names = [name for name, value in weighted.items() if value.requires_grad]
+        steps = self.config.train.gradient_accumulation_steps
+        for i, name in enumerate(names):
+            self.accelerator.backward(weighted[name] / steps, retain_graph=i < len(names) - 1)
+            buffers = grads.setdefault(name, [torch.zeros_like(p) for p in params])
+            for buffer, p in zip(buffers, params):
+                if p.grad is not None:
+                    buffer.add_(p.grad)
+                    p.grad = None
 
     def _reduce(self, sums: dict[str, float]) -> dict[str, float]:
         """Average the logged values over processes."""
@@ -461,6 +491,38 @@ class LaSERTrainer:
             plot_metrics(self.output_dir / METRICS, self.output_dir / "loss_curve.png")
         acc.wait_for_everyone()
         return target
+
+
+def clip_per_term(
+    grads: dict[str, list[torch.Tensor]], max_norm: float
+) -> tuple[list[torch.Tensor], dict[str, float], float]:
+    """Clip each term's gradient to ``max_norm`` on its own (as ``clip_grad_norm_`` would), then add them.
+
+    Clipping the sum lets the term with the largest gradient set the step size of every term; per term, a spiking
+    distillation term cannot shrink the contrastive gradient.
+
+    Args:
+        grads: term -> its gradient, one tensor per parameter (same order for every term).
+        max_norm: the largest L2 norm each term's gradient keeps.
+
+    Returns:
+        The summed clipped gradient (one tensor per parameter), each term's norm before clipping, and the norm of
+        the unclipped sum (what clipping the total would have seen).
+    """
+    summed: list[torch.Tensor] | None = None
+    raw: list[torch.Tensor] | None = None
+    norms = {}
+    for term, grad in grads.items():
+        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grad])))
+        norms[term] = norm
+        coef = min(1.0, max_norm / (norm + 1e-6))
+        summed = [g * coef for g in grad] if summed is None else [s + g * coef for s, g in zip(summed, grad)]
+        raw = [g.clone() for g in grad] if raw is None else [r + g for r, g in zip(raw, grad)]
+    if summed is None or raw is None:
+        msg = "clip_per_term got no term gradients: at least the latent contrastive term must backpropagate."
+        raise ValueError(msg)
+    total = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(r) for r in raw])))
+    return summed, norms, total
 
 
 def _short(name: str) -> str:
