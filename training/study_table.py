@@ -87,6 +87,7 @@ MATCHED = {
     "reasoned-inprompt_lr5e4": "contrastive_lr5e4",
     "hardneg-inprompt_lr5e4": "hardneg-contrastive_lr5e4",
     "hardneg-inprompt_lr5e4_lout1": "hardneg-contrastive_lr5e4",
+    "hardneg-inprompt_lr5e4_clipterm": "hardneg-contrastive_lr5e4",
     "hardneg-reasoned-inprompt_lr5e4": "hardneg-contrastive_lr5e4",
 }
 
