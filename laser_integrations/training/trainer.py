@@ -513,7 +513,7 @@ def clip_per_term(
     raw: list[torch.Tensor] | None = None
     norms = {}
     for term, grad in grads.items():
-        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grad])))
+        norm = _total_norm(grad)
         norms[term] = norm
         coef = min(1.0, max_norm / (norm + 1e-6))
         summed = [g * coef for g in grad] if summed is None else [s + g * coef for s, g in zip(summed, grad)]
@@ -521,8 +521,12 @@ def clip_per_term(
     if summed is None or raw is None:
         msg = "clip_per_term got no term gradients: at least the latent contrastive term must backpropagate."
         raise ValueError(msg)
-    total = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(r) for r in raw])))
-    return summed, norms, total
+    return summed, norms, _total_norm(raw)
+
+
+def _total_norm(tensors: list[torch.Tensor]) -> float:
+    """L2 norm of all the tensors together (``torch.nn.utils.get_total_norm`` needs torch >= 2.6; we support 2.4)."""
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors])))
 
 
 def _short(name: str) -> str:
