@@ -236,9 +236,28 @@ def test_clip_per_term_clips_each_term_as_clip_grad_norm_does():
     assert 1.0 < float(kept) <= 1.0 + norms["cl_latent"] + 1e-5
 
 
-def test_per_term_clipping_steps_on_the_sum_of_each_terms_clipped_gradient(tiny_dir, toy_data, tmp_path):
+def test_split_per_term_clipping_shares_the_limit_and_keeps_the_sum_within_it():
+    gen = torch.Generator().manual_seed(1)
+    grads = {term: [torch.randn(4, 3, generator=gen) * 20, torch.randn(5, generator=gen) * 20]
+             for term in ("cl_latent", "cl_explicit", "kl_out")}  # fmt: skip
+    summed, norms, _ = clip_per_term(grads, 1.0, split=True)
+    for got, want in zip(summed, _clip_each_and_add(grads, 1.0 / 3)):
+        torch.testing.assert_close(got, want)
+    assert float(torch.cat([s.flatten() for s in summed]).norm()) <= 1.0 + 1e-5
+    # Without split the same terms add up to a step up to three times larger.
+    unsplit, _, _ = clip_per_term(grads, 1.0)
+    assert float(torch.cat([s.flatten() for s in unsplit]).norm()) > 1.0
+    # A small term keeps its full size under either limit.
+    small = {"cl_latent": [g * 1e-3 for g in grads["cl_latent"]], "kl_out": grads["kl_out"]}
+    summed, _, _ = clip_per_term(small, 1.0, split=True)
+    torch.testing.assert_close(summed[0], small["cl_latent"][0] + _clip_each_and_add({"k": small["kl_out"]}, 0.5)[0])
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["each_to_limit", "limit_split"])
+def test_per_term_clipping_steps_on_the_sum_of_each_terms_clipped_gradient(tiny_dir, toy_data, tmp_path, split):
     trainer = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "out", clip_grad_per_term=True, max_grad_norm=0.05,
-                                  lora_dropout=0.0, distill_warmup_steps=0, distill_ramp_steps=0, max_steps=1))  # fmt: skip
+                                  clip_grad_per_term_split=split, lora_dropout=0.0, distill_warmup_steps=0,
+                                  distill_ramp_steps=0, max_steps=1))  # fmt: skip
     trainer.setup()
     with torch.no_grad():  # off LoRA's B = 0 start, so every term has a gradient on A and B
         for name, p in trainer.backbone.named_parameters():
@@ -251,7 +270,7 @@ def test_per_term_clipping_steps_on_the_sum_of_each_terms_clipped_gradient(tiny_
     assert set(weighted) == {"cl_latent", "cl_explicit", "kl_out", "kl_mid"}
     assert float(sum(weighted.values()).detach()) == pytest.approx(float(out["loss"].detach()), rel=1e-6)
     grads = {t: list(torch.autograd.grad(v, trainable, retain_graph=True)) for t, v in weighted.items()}
-    expected = _clip_each_and_add(grads, 0.05)
+    expected = _clip_each_and_add(grads, 0.05 / len(grads) if split else 0.05)
     # The sum clipped once (total clipping); a Parameter built from a tensor has no .grad, so clip through the helper.
     clipped_total = _clip_each_and_add({"sum": [sum(g) for g in zip(*grads.values())]}, 0.05)
 
@@ -343,6 +362,8 @@ def test_bad_config_errors_name_the_key():
     with pytest.raises(ValueError, match=r"clip_grad_per_term needs max_grad_norm > 0"):
         build_config({"model": "m", "train_data": "d", "output_dir": "o", "clip_grad_per_term": True,
                       "max_grad_norm": 0})  # fmt: skip
+    with pytest.raises(ValueError, match=r"set clip_grad_per_term: true as well, or drop clip_grad_per_term_split"):
+        build_config({"model": "m", "train_data": "d", "output_dir": "o", "clip_grad_per_term_split": True})
     with pytest.raises(ValueError, match=r"laser_config has unknown keys \['suffix'\]"):
         build_config({"model": "m", "train_data": "d", "output_dir": "o", "laser_config": {"suffix": ""}})
     assert (

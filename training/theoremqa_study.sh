@@ -39,8 +39,11 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
     inprompt_lr5e4_kd05) echo "--objective laser $V2 --temperature_kd 0.05" ;;  # softer distillation targets
     # l2 = 1 instead of the paper's 10: the gradient spikes of hardneg-inprompt_lr5e4-s44 came once l2 reached full weight
     inprompt_lr5e4_lout1) echo "--objective laser $V2 --lambda_out 1" ;;
+    inprompt_lr5e4_lout3) echo "--objective laser $V2 --lambda_out 3" ;;  # between the steadier 1 and the paper's 10
     # Each loss term's gradient clipped to 1.0 on its own, then added (instead of clipping their sum)
     inprompt_lr5e4_clipterm) echo "--objective laser $V2 --clip_grad_per_term true" ;;
+    # The same, but each term clipped to 1.0 / (terms that step), so the summed step stays within 1.0: balance alone
+    inprompt_lr5e4_clipsplit) echo "--objective laser $V2 --clip_grad_per_term true --clip_grad_per_term_split true" ;;
     contrastive_lr1e3) echo "--objective contrastive --learning_rate 1e-3" ;;
     inprompt_lr1e3)   echo "--objective laser --learning_rate 1e-3 --explicit_layout in_prompt" ;;
     inprompt_lr2e3)   echo "--objective laser --learning_rate 2e-3 --explicit_layout in_prompt" ;;
@@ -55,7 +58,7 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
     inprompt_lr5e4-no_explicit_view|inprompt_lr5e4-no_latent_view|inprompt_lr5e4-no_trajectory|\
     inprompt_lr5e4-no_output_kd|inprompt_lr5e4-frozen_teacher)
                       echo "--objective ${name#inprompt_lr5e4-} $V2" ;;
-    *) echo "unknown run $1 ([hardneg-][reasoned-](contrastive|contrastive_lr3e4|contrastive_lr5e4|contrastive_lr1e3|paper|schedule|recipe|inprompt|inprompt_lr3e4|inprompt_lr5e4|inprompt_lr1e3|inprompt_lr2e3|inprompt_lr5e4_k2|inprompt_lr5e4_r64|contrastive_lr5e4_r64|inprompt_lr5e4_2ep|contrastive_lr5e4_2ep|inprompt_lr5e4_kd05|inprompt_lr5e4_lout1|inprompt_lr5e4_clipterm|recipe-<ablation>|inprompt_lr5e4-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
+    *) echo "unknown run $1 ([hardneg-][reasoned-](contrastive|contrastive_lr3e4|contrastive_lr5e4|contrastive_lr1e3|paper|schedule|recipe|inprompt|inprompt_lr3e4|inprompt_lr5e4|inprompt_lr1e3|inprompt_lr2e3|inprompt_lr5e4_k2|inprompt_lr5e4_r64|contrastive_lr5e4_r64|inprompt_lr5e4_2ep|contrastive_lr5e4_2ep|inprompt_lr5e4_kd05|inprompt_lr5e4_lout1|inprompt_lr5e4_lout3|inprompt_lr5e4_clipterm|inprompt_lr5e4_clipsplit|recipe-<ablation>|inprompt_lr5e4-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
   esac
   echo "--seed $seed"
 }

@@ -112,6 +112,11 @@ class TrainingArguments:
         "clip each weighted loss term's gradient to max_grad_norm on its own, then add them (one backward pass per "
         "term, single process); false clips their sum",
     )
+    clip_grad_per_term_split: bool = _f(
+        False,
+        "with clip_grad_per_term: clip each term to max_grad_norm / (terms backpropagated that step), so the summed "
+        "step stays within max_grad_norm; false clips each term to max_grad_norm",
+    )
     seed: int = _f(42, "seed of LoRA init, data order and negative sampling")
     bf16: str = _f("auto", "bf16 mixed precision: auto (on for CUDA) | true | false")
     save_steps: int = _f(500, "checkpoint every N optimizer steps (0 = only the final export)")
@@ -270,6 +275,12 @@ def validate(config: TrainConfig, source: str = "config") -> None:
         raise ValueError(msg)
     if values["clip_grad_per_term"] and not values["max_grad_norm"] > 0:
         msg = f"clip_grad_per_term needs max_grad_norm > 0 (the norm each term is clipped to) ({source})."
+        raise ValueError(msg)
+    if values["clip_grad_per_term_split"] and not values["clip_grad_per_term"]:
+        msg = (
+            f"clip_grad_per_term_split splits max_grad_norm among the terms clipped one by one; set "
+            f"clip_grad_per_term: true as well, or drop clip_grad_per_term_split ({source})."
+        )
         raise ValueError(msg)
     if not 0 <= values["warmup_ratio"] < 1:
         msg = f"warmup_ratio must be in [0, 1), got {values['warmup_ratio']} ({source})."

@@ -427,7 +427,8 @@ class LaSERTrainer:
                     sums[name] = statistics.fmean(seen[name]) if name in seen else math.nan
             grad_norm, term_norms = None, {}
             if t.clip_grad_per_term:
-                summed, term_norms, grad_norm = clip_per_term(term_grads, t.max_grad_norm)
+                summed, term_norms, grad_norm = clip_per_term(term_grads, t.max_grad_norm,
+                                                              split=t.clip_grad_per_term_split)
                 for param, grad in zip(trainable, summed):
                     param.grad = grad
             elif t.max_grad_norm > 0:
@@ -494,16 +495,19 @@ class LaSERTrainer:
 
 
 def clip_per_term(
-    grads: dict[str, list[torch.Tensor]], max_norm: float
+    grads: dict[str, list[torch.Tensor]], max_norm: float, *, split: bool = False
 ) -> tuple[list[torch.Tensor], dict[str, float], float]:
     """Clip each term's gradient to ``max_norm`` on its own (as ``clip_grad_norm_`` would), then add them.
 
     Clipping the sum lets the term with the largest gradient set the step size of every term; per term, a spiking
-    distillation term cannot shrink the contrastive gradient.
+    distillation term cannot shrink the contrastive gradient. Each clipped term can reach ``max_norm``, so the sum
+    can be up to ``len(grads)`` times larger than total clipping allows; ``split`` gives each term
+    ``max_norm / len(grads)`` instead, which keeps the sum within ``max_norm`` and changes only the balance.
 
     Args:
         grads: term -> its gradient, one tensor per parameter (same order for every term).
-        max_norm: the largest L2 norm each term's gradient keeps.
+        max_norm: the largest L2 norm each term's gradient keeps (their sum's, with ``split``).
+        split: share ``max_norm`` equally among the terms present.
 
     Returns:
         The summed clipped gradient (one tensor per parameter), each term's norm before clipping, and the norm of
@@ -512,10 +516,11 @@ def clip_per_term(
     summed: list[torch.Tensor] | None = None
     raw: list[torch.Tensor] | None = None
     norms = {}
+    limit = max_norm / len(grads) if split and grads else max_norm
     for term, grad in grads.items():
         norm = _total_norm(grad)
         norms[term] = norm
-        coef = min(1.0, max_norm / (norm + 1e-6))
+        coef = min(1.0, limit / (norm + 1e-6))
         summed = [g * coef for g in grad] if summed is None else [s + g * coef for s, g in zip(summed, grad)]
         raw = [g.clone() for g in grad] if raw is None else [r + g for r, g in zip(raw, grad)]
     if summed is None or raw is None:
