@@ -88,6 +88,8 @@ MATCHED = {
     "hardneg-inprompt_lr5e4": "hardneg-contrastive_lr5e4",
     "hardneg-inprompt_lr5e4_lout1": "hardneg-contrastive_lr5e4",
     "hardneg-inprompt_lr5e4_clipterm": "hardneg-contrastive_lr5e4",
+    "hardneg-inprompt_lr5e4_clipsplit": "hardneg-contrastive_lr5e4",
+    "hardneg-inprompt_lr5e4_lout3": "hardneg-contrastive_lr5e4",
     "hardneg-reasoned-inprompt_lr5e4": "hardneg-contrastive_lr5e4",
 }
 
