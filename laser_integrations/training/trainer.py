@@ -502,7 +502,8 @@ def clip_per_term(
     Clipping the sum lets the term with the largest gradient set the step size of every term; per term, a spiking
     distillation term cannot shrink the contrastive gradient. Each clipped term can reach ``max_norm``, so the sum
     can be up to ``len(grads)`` times larger than total clipping allows; ``split`` gives each term
-    ``max_norm / len(grads)`` instead, which keeps the sum within ``max_norm`` and changes only the balance.
+    ``max_norm / len(grads)`` instead, which keeps the sum within ``max_norm``. A term whose gradient stays below
+    its share still takes it, so the step can come out smaller than total clipping's.
 
     Args:
         grads: term -> its gradient, one tensor per parameter (same order for every term).
