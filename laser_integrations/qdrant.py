@@ -105,7 +105,11 @@ def _resolve_api_key(api_key: Secret | str | None, url: str | None) -> str | Non
 
 def _refuse_server_only(settings: dict[str, Any], where: str) -> None:
     """Embedded Qdrant accepts server-only collection settings and drops them; refuse them instead."""
-    given = [name for name in SERVER_ONLY_SETTINGS if settings.get(name) is not None]
+    # on_disk=False asks for what embedded Qdrant does anyway (everything in memory): not refused.
+    given = [
+        name for name in SERVER_ONLY_SETTINGS
+        if settings.get(name) is not None and not (name.startswith("on_disk") and settings[name] is False)
+    ]  # fmt: skip
     if given:
         msg = (
             f"{', '.join(given)} cannot be honoured by {where}: embedded Qdrant (qdrant-client's local mode) "

@@ -107,7 +107,8 @@ def hybrid_store(symmetric_encoder_dir):
     indexing.add_component("writer", DocumentWriter(store, policy=DuplicatePolicy.OVERWRITE))
     indexing.connect("dense", "sparse")
     indexing.connect("sparse", "writer")
-    indexing.run({"dense": {"documents": [Document(id=k, content=t) for k, t in TEXTS.items()]}})
+    topics = {k: "calculus" if k in ("product", "integral") else "other" for k in TEXTS}
+    indexing.run({"dense": {"documents": [Document(id=k, content=t, meta={"topic": topics[k]}) for k, t in TEXTS.items()]}})
     return store
 
 
@@ -117,6 +118,12 @@ def test_haystack_hybrid_retriever_equals_rrf_of_dense_and_bm25(hybrid_store, sy
         hits = retriever.run(query=query)["documents"]
         assert_ranked_as([(d.id, d.score) for d in hits], expected_rrf(dense_scores(encoder, query), bm25s_scores(query)))
         assert hits[0].embedding is None and hits[0].sparse_embedding is None
+    # filters apply to both searches: the fusion of the two filtered rankings
+    calculus = {"field": "meta.topic", "operator": "==", "value": "calculus"}
+    hits = retriever.run(query=QUERIES[1], filters=calculus)["documents"]
+    keep = lambda scores: {k: v for k, v in scores.items() if k in ("product", "integral")}  # noqa: E731
+    expected = expected_rrf(keep(dense_scores(encoder, QUERIES[1])), keep(bm25s_scores(QUERIES[1])))
+    assert_ranked_as([(d.id, d.score) for d in hits], expected)
     async_hits = asyncio.run(retriever.run_async(query=QUERIES[0], top_k=2))["documents"]
     assert [d.id for d in async_hits] == [d.id for d in retriever.run(query=QUERIES[0])["documents"][:2]]
 

@@ -73,6 +73,10 @@ def test_embedded_qdrant_refuses_settings_it_would_ignore(setting, tmp_path):
         open_vector_store(location=":memory:", embedding_dim=4, **li_setting)
 
 
+def test_on_disk_false_is_what_embedded_qdrant_does_anyway():
+    assert open_document_store(location=":memory:", embedding_dim=4, on_disk=False).on_disk is False
+
+
 def test_server_only_settings_pass_through_to_a_server(monkeypatch):
     monkeypatch.setattr(QdrantDocumentStore, "count_documents", lambda self: 0)  # no server here
     store = open_document_store(url="http://qdrant.example:6333", embedding_dim=4, hnsw_config={"m": 32}, quantization_config={"scalar": {"type": "int8"}})
