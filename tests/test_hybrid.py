@@ -192,3 +192,40 @@ def test_hybrid_query_uses_prefetch_depth(encoder):
     assert len(shallow) == 2 and len(deep) == 3
     with pytest.raises(ValueError, match="rrf_k must be a positive integer"):
         hybrid_query(client, "h", [1.0, 0.0], query, limit=3, rrf_k=0)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.2, 1.0])
+def test_llama_index_fusion_equals_qdrants_weighted_rrf(alpha):
+    # LlamaIndex fuses in Python; with alpha as weights (2 alpha dense, 2 (1 - alpha) sparse) it must rank as
+    # Qdrant's own RRF with those weights does on the same two rankings.
+    from llama_index.core.schema import TextNode
+    from llama_index.core.vector_stores.types import VectorStoreQueryResult
+
+    from laser_integrations.hybrid import llama_index_rrf_fusion
+
+    client = open_client(location=":memory:")
+    client.create_collection(
+        "w", vectors_config={"d": models.VectorParams(size=2, distance=models.Distance.DOT)},
+        sparse_vectors_config={"s": sparse_vector_params()},
+    )  # fmt: skip
+    sparse = BM25SparseEncoder.fit(list(TEXTS.values()))
+    rng = np.random.default_rng(0)
+    client.upsert("w", [
+        models.PointStruct(id=i, vector={"d": rng.normal(size=2).tolist(), "s": v.to_qdrant()})
+        for i, v in enumerate(sparse.encode_documents(list(TEXTS.values())))
+    ])  # fmt: skip
+    dense_q, sparse_q = [1.0, 0.3], sparse.encode_queries([QUERIES[0]])[0].to_qdrant()
+    dense_hits = client.query_points("w", query=dense_q, using="d", limit=6).points
+    sparse_hits = client.query_points("w", query=sparse_q, using="s", limit=6).points
+    as_result = lambda hits: VectorStoreQueryResult(  # noqa: E731
+        nodes=[TextNode(text="", id_=str(p.id)) for p in hits], similarities=[p.score for p in hits], ids=[str(p.id) for p in hits]
+    )
+    fused = llama_index_rrf_fusion(as_result(dense_hits), as_result(sparse_hits), alpha=alpha, top_k=6)
+    qdrant = client.query_points("w", prefetch=[
+        models.Prefetch(query=dense_q, using="d", limit=6), models.Prefetch(query=sparse_q, using="s", limit=6),
+    ], query=models.RrfQuery(rrf=models.Rrf(k=60, weights=[2 * alpha, 2 * (1 - alpha)])), limit=6).points  # fmt: skip
+    got = dict(zip(fused.ids, fused.similarities))
+    expected = {str(p.id): p.score for p in qdrant}
+    assert got.keys() == expected.keys() and all(got[i] == pytest.approx(expected[i]) for i in got)
+    with pytest.raises(ValueError, match="alpha must be between 0"):
+        llama_index_rrf_fusion(as_result(dense_hits), as_result(sparse_hits), alpha=1.5)
