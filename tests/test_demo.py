@@ -254,6 +254,24 @@ def test_default_run_loads_the_shipped_checkpoint_without_training(tiny_shipped,
     assert second["models"]["laser"]["ndcg@10"] == first["models"]["laser"]["ndcg@10"]
 
 
+@pytest.mark.parametrize(
+    ("env", "load", "cores", "threads"),
+    [({}, 9.5, 2, 1), ({}, 1.5, 2, None), ({"OMP_NUM_THREADS": "2"}, 9.5, 2, None), ({}, 3.0, 1, None)],
+)
+def test_threads_for_load(env, load, cores, threads, monkeypatch):
+    """One torch thread when the machine is busier than its cores, unless the user chose (OMP_NUM_THREADS)."""
+    import laser_integrations.demo.run as demo_run
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(demo_run.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(demo_run.os, "cpu_count", lambda: cores)
+    got, why = demo_run.threads_for_load()
+    assert got == threads
+    assert ("OMP_NUM_THREADS" in why) == bool(env)
+
+
 def test_rebuild_removes_only_what_the_demo_built(tmp_path):
     for folder in ("backbones/x", "train-y/final", "qdrant/laser"):
         (tmp_path / folder).mkdir(parents=True)

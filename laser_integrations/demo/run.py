@@ -152,6 +152,25 @@ def say(message: str = "") -> None:
     print(message, flush=True)
 
 
+def threads_for_load() -> tuple[int | None, str]:
+    """How many torch threads to use on this machine now: ``(threads or None to leave torch's default, why)``.
+
+    On a machine whose load average exceeds its cores, torch's intra-op threads wait for each other at every
+    operation; measured here (training/RESULTS.md, "The demo checkpoint"), one thread ran training steps 4-15x faster
+    than two at a load average near 10. ``OMP_NUM_THREADS`` set by the user always wins.
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None, f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} is set"
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return None, "the load average is not available"
+    if cores > 1 and load > cores:
+        return 1, f"the load average ({load:.1f}) exceeds the {cores} cores"
+    return None, f"the load average ({load:.1f}) is within the {cores} cores"
+
+
 # -- 1. the checkpoint ---------------------------------------------------------------------------------------------
 def slug(name: str) -> str:
     """A folder name for a model: hub ids and aliases as they read, local paths as name + a hash of the path."""
@@ -460,6 +479,12 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         say(f"--rebuild: removing what earlier runs built in {workdir}")
         remove_built(workdir)
     stages: dict[str, dict[str, Any]] = {}
+    threads, why = threads_for_load()
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+        say(f"Using {threads} torch thread: {why} (set OMP_NUM_THREADS to choose).")
 
     say(f"[1/4] LaSER checkpoint (workdir {workdir})")
     how, model = choose_model(options)
