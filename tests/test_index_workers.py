@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -161,12 +162,13 @@ def test_bad_worker_options_are_usage_errors(corpus, tmp_path, capsys):
 
 
 def test_torchrun_ranks_refuse_embedded_qdrant(corpus, tmp_path, monkeypatch, capsys):
-    from laser_integrations.indexing import IndexJob, index_as_rank
-
     path, _ = corpus
-    job = IndexJob(corpus=path, embedder_kwargs={}, store_kwargs={"path": str(tmp_path / "q")}, server=False)
-    with pytest.raises(ValueError, match=r"Embedded Qdrant allows one writer.*--url.*--devices cuda:0,cuda:1"):
-        index_as_rank(job, 0, 2, "cpu")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["index", str(path), "--path", str(tmp_path / "q")]) == 2
+    assert re.search(r"Embedded Qdrant allows one writer.*--url.*--devices cuda:0,cuda:1", capsys.readouterr().err)
+    assert main(["index", str(path), "--url", "http://localhost:6333", "--processes", "2"]) == 2
+    assert "under torchrun/accelerate each rank is one worker" in capsys.readouterr().err
 
 
 def test_upsert_requests_stay_under_the_size_limit():
@@ -177,3 +179,32 @@ def test_upsert_requests_stay_under_the_size_limit():
     assert [d.id for b in batches for d in b] == [d.id for d in docs]
     assert all(len(b) * (12 * 1024 + 3000 + 2 + 200) <= 100_000 for b in batches)
     assert len(batches) > 1
+
+
+class RecordingClient:
+    """Stands in for a Qdrant server's client (embedded Qdrant ignores HNSW settings): keeps the collection's m."""
+
+    def __init__(self, m: int):
+        self.m, self.updates = m, []
+
+    def get_collection(self, name):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(config=SimpleNamespace(hnsw_config=SimpleNamespace(m=self.m)))
+
+    def update_collection(self, name, hnsw_config):
+        self.updates.append(hnsw_config.m)
+        self.m = hnsw_config.m
+
+
+@pytest.mark.parametrize(("m", "restored"), [(32, 32), (0, 16)])
+def test_bulk_load_defers_hnsw_and_restores_it(m, restored, caplog):
+    from laser_integrations.indexing import begin_bulk_load, end_bulk_load
+
+    client = RecordingClient(m)
+    back = begin_bulk_load(client, "docs")
+    assert client.m == 0
+    end_bulk_load(client, "docs", back)
+    assert (client.updates, client.m) == ([0, restored], restored)
+    # A collection left at m=0 by a killed bulk load gets Qdrant's default back, and the log says why.
+    assert ("a bulk load was interrupted" in caplog.text) == (m == 0)
