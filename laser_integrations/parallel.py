@@ -341,3 +341,33 @@ def _close_at_exit(ref: weakref.ref) -> None:
     pool = ref()
     if pool is not None:
         pool.close()
+
+
+_SHARED: dict[tuple[int, tuple[str, ...], int | None], EncoderPool] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_pool(
+    encoder: LaSEREncoder, devices: Sequence[str | torch.device] | str | None, *, threads_per_process: int | None = None
+) -> EncoderPool:
+    """The running pool of ``encoder`` on ``devices``, started on first use and shared by every caller.
+
+    For framework components that take a ``devices`` parameter: components sharing one encoder (see
+    ``laser_integrations.backend.get_encoder``) and naming the same devices share one set of workers, which stop
+    when the program exits (or on :func:`close_shared_pools`).
+    """
+    key = (id(encoder), tuple(parse_devices(devices)), threads_per_process)
+    with _SHARED_LOCK:
+        pool = _SHARED.get(key)
+        if pool is None or pool._closed or pool.encoder is not encoder:
+            pool = _SHARED[key] = EncoderPool(encoder, devices, threads_per_process=threads_per_process)
+    return pool
+
+
+def close_shared_pools() -> None:
+    """Stop every pool :func:`shared_pool` started."""
+    with _SHARED_LOCK:
+        pools = list(_SHARED.values())
+        _SHARED.clear()
+    for pool in pools:
+        pool.close()

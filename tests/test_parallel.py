@@ -98,10 +98,11 @@ def test_out_of_memory_on_one_text_is_an_error_that_names_the_fix(encoder, monke
 
 
 def test_two_cpu_processes_give_the_embeddings_of_one_in_input_order(encoder, texts, one_by_one):
-    from laser_integrations.parallel import EncoderPool
+    from laser_integrations.parallel import EncoderPool, shared_pool
 
-    with encoder.start_multi_process_pool(["cpu:0", "cpu:1"], threads_per_process=1) as pool:
+    with shared_pool(encoder, "cpu:0,cpu:1", threads_per_process=1) as pool:
         assert pool.devices == ["cpu:0", "cpu:1"]
+        assert shared_pool(encoder, ["cpu:0", "cpu:1"], threads_per_process=1) is pool  # components share it
         pooled = encoder.encode_documents(texts, batch_size=4, pool=pool)
         each_k = encoder.encode_each_k(texts[:5], [1, 2], kind="query", pool=pool)
         with pytest.raises(ValueError, match="started from another encoder"):
