@@ -436,6 +436,7 @@ def run_cli(args: Any) -> int:
     if args.chunk_size < 1 or args.batch_size < 1:
         return fail("--chunk-size and --batch-size must be positive integers.", 2)
     rank = torchrun_rank()
+    progress = not getattr(args, "no_progress", False)  # --no-progress, where the command line has it
     try:
         if args.devices and args.processes:
             return fail("give --devices or --processes, not both.", 2)
@@ -478,9 +479,10 @@ def run_cli(args: Any) -> int:
                 import torch
 
                 torch.set_num_threads(args.threads_per_process)
-            result = index_as_rank(job, r, world, device)
+            result = index_as_rank(job, r, world, device, progress=progress)
         else:
-            result = index_with_workers(job, devices, threads_per_process=args.threads_per_process, total=total)
+            result = index_with_workers(job, devices, threads_per_process=args.threads_per_process, total=total,
+                                        progress=progress)  # fmt: skip
     except ValueError as e:
         return fail(str(e), 2 if "allows one writer" in str(e) else 1)
     except (CollectionDimensionError, StorageLockedError, IndexingFailed) as e:

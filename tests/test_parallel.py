@@ -130,3 +130,23 @@ def test_bad_devices_are_refused(devices, match):
         pytest.skip("this machine has a CUDA device")
     with pytest.raises(ValueError, match=match):
         parse_devices(devices)
+
+
+def test_cuda_paths_by_injection(monkeypatch, caplog):
+    """Without a GPU: the CUDA device checks and the CUDA side of the back-off, with torch.cuda faked."""
+    from laser_integrations.encoder import BatchLimits
+    from laser_integrations.parallel import parse_devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert parse_devices(None) == ["cuda:0", "cuda:1"]
+    assert parse_devices("cuda:1, cuda:0") == ["cuda:1", "cuda:0"]
+    with pytest.raises(ValueError, match="Device 'cuda:2' is not available: this machine has 2 CUDA device"):
+        parse_devices(["cuda:0", "cuda:2"])
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    limits = BatchLimits(64, 64 * 8194)
+    with caplog.at_level(logging.WARNING, logger="laser_integrations.encoder"):
+        limits.halve(list(range(64)), 8194, torch.device("cuda:0"))
+    assert (limits.max_texts, limits.max_tokens, emptied) == (32, 32 * 8194, [True])
+    assert "Out of memory on cuda:0 with a batch of 64 texts x 8194 positions" in caplog.text
