@@ -29,6 +29,7 @@ from .encoder import LaSEREncoder
 from .options import (
     MULTI_DEVICE_REFUSAL,
     check_backend,
+    check_instruction_is_used,
     check_mapping,
     check_max_length,
     unknown_keywords_error,
@@ -198,6 +199,8 @@ class LaSEREmbedding(BaseEmbedding):
             config_kwargs=config_kwargs,
             cache_folder=cache_folder,
         )
+        check_instruction_is_used(self._encoder, "query", query_instruction, "query_instruction")
+        check_instruction_is_used(self._encoder, "document", text_instruction, "text_instruction")
         if truncate_dim is not None and truncate_dim > self._encoder.dimension:
             msg = f"truncate_dim={truncate_dim} is larger than {model_name!r}'s dimension {self._encoder.dimension}."
             raise ValueError(msg)

@@ -59,3 +59,15 @@ def unknown_keywords_error(owner: str, unknown: Iterable[str], valid: Iterable[s
             lines.append(f"{name!r} is not a parameter; {hint}")
     msg = f"{owner} got unexpected keyword arguments: " + " ".join(lines)
     return TypeError(msg)
+
+
+def check_instruction_is_used(encoder: Any, kind: str, instruction: str | None, parameter: str) -> None:
+    """Refuse an instruction the checkpoint's template has no place for (it would change nothing)."""
+    template = encoder.config.query_template if kind == "query" else encoder.config.document_template
+    if instruction and "{instruction}" not in template:
+        msg = (
+            f"{parameter}={instruction!r} would change nothing: this checkpoint's {kind} template {template!r} has "
+            "no '{instruction}' placeholder (the released LaSER checkpoints embed documents as bare text). Leave "
+            f"{parameter} unset" + (", or add text with prefix / suffix." if parameter == "instruction" else ".")
+        )
+        raise ValueError(msg)

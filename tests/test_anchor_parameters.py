@@ -387,3 +387,12 @@ def test_chat_suffix_follows_use_chat_template_unless_set():
     assert LaSERConfig.from_preset("laser-qwen3", use_chat_template=False).chat_suffix == ""
     assert LaSERConfig(chat_suffix="<go>").replace(use_chat_template=False).chat_suffix == "<go>"
     assert LaSERConfig.from_dict(LaSERConfig(use_chat_template=False).to_dict()).chat_suffix == ""
+
+
+def test_an_instruction_the_template_has_no_place_for_is_refused(encoder_dir):
+    # The released document template is the bare text: HuggingFaceEmbedding's text_instruction would be lost.
+    with pytest.raises(ValueError, match=r"text_instruction='passage: ' would change nothing.*document template '\{text\}'"):
+        LaSEREmbedding(str(encoder_dir), device="cpu", text_instruction="passage: ")
+    embedder = LaSERDocumentEmbedder(model=str(encoder_dir), device=CPU, instruction="passage: ")
+    with pytest.raises(ValueError, match="instruction='passage: ' would change nothing.*prefix / suffix"):
+        embedder.run([Document(content="x")])

@@ -18,6 +18,7 @@ from laser_integrations.encoder import LaSEREncoder
 from laser_integrations.options import (
     MULTI_DEVICE_REFUSAL,
     check_backend,
+    check_instruction_is_used,
     check_mapping,
     max_length_from_tokenizer_kwargs,
 )
@@ -92,6 +93,7 @@ class LaSEREmbedderBase:
     """
 
     _init_parameters: ClassVar[tuple[str, ...]]
+    _kind: ClassVar[Literal["query", "document"]]
 
     def _set_common(
         self,
@@ -180,7 +182,8 @@ class LaSEREmbedderBase:
             tokenizer_kwargs=self.tokenizer_kwargs,
             config_kwargs=self.config_kwargs,
         )
-        # Checked before any text is embedded: a truncate_dim or ranges that do not fit this model.
+        # Checked before any text is embedded: an instruction, truncate_dim or ranges that do not fit this model.
+        check_instruction_is_used(encoder, self._kind, self.instruction, "instruction")
         if self.truncate_dim is not None:
             if self.truncate_dim > encoder.dimension:
                 msg = f"truncate_dim={self.truncate_dim} is larger than {self.model!r}'s dimension {encoder.dimension}."

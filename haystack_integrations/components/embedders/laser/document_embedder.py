@@ -32,6 +32,7 @@ class LaSERDocumentEmbedder(LaSEREmbedderBase):
     ```
     """
 
+    _kind: ClassVar[Literal["query", "document"]] = "document"
     _init_parameters: ClassVar[tuple[str, ...]] = (
         "model", "device", "token", "prefix", "suffix", "batch_size", "progress_bar", "normalize_embeddings",
         "meta_fields_to_embed", "embedding_separator", "trust_remote_code", "local_files_only", "revision",

@@ -30,6 +30,7 @@ class LaSERTextEmbedder(LaSEREmbedderBase):
     ```
     """
 
+    _kind: ClassVar[Literal["query", "document"]] = "query"
     _init_parameters: ClassVar[tuple[str, ...]] = (
         "model", "device", "token", "prefix", "suffix", "batch_size", "progress_bar", "normalize_embeddings",
         "trust_remote_code", "local_files_only", "revision", "model_kwargs", "tokenizer_kwargs",
