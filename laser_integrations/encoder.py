@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 from .config import LaSERConfig, validate_num_thinking_steps
 from .formatting import Formatter, Kind
 from .latent import KVWorkspace, latent_think, pool_steps, unwrap_causal_lm
+from .options import check_max_length
 from .quantization import Precision, check_precision, check_truncate_dim, quantize_embeddings, truncate_embeddings
 
 logger = logging.getLogger(__name__)
@@ -255,9 +256,7 @@ class LaSEREncoder:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             msg = f"batch_size must be a positive integer, got {batch_size!r}."
             raise ValueError(msg)
-        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
-            msg = f"max_length must be a positive number of tokens or None (the config's budget), got {max_length!r}."
-            raise ValueError(msg)
+        check_max_length("max_length", max_length)
         out = np.empty((len(texts), len(ks), self.dimension), dtype=np.float32)
         if not texts:
             return out
@@ -278,7 +277,8 @@ class LaSEREncoder:
                     out[[chunk_start + i for i in rows]] = self.embed_token_ids(batch, max(ks), ks, normalize=normalize)
                     bar.update(len(rows))
         if truncated:
-            budget = f"{kind}_max_length={self.formatter.max_length(kind)}" if max_length is None else f"max_length={max_length}"
+            default = f"{kind}_max_length={self.formatter.max_length(kind)}"
+            budget = f"max_length={max_length}" if max_length else default
             logger.warning(
                 "%d of %d %s were longer than %s tokens and were truncated (the template is kept).",
                 truncated, len(texts), plural, budget,

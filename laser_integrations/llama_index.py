@@ -158,7 +158,10 @@ class LaSEREmbedding(BaseEmbedding):
                             ("config_kwargs", config_kwargs)):  # fmt: skip
             check_mapping(name, value)
         if tokenizer_kwargs and "model_max_length" in tokenizer_kwargs:
-            msg = "LaSEREmbedding takes the token budget as max_length=N (HuggingFaceEmbedding's name), not as tokenizer_kwargs['model_max_length']."
+            msg = (
+                "LaSEREmbedding takes the token budget as max_length=N (HuggingFaceEmbedding's name), not as "
+                "tokenizer_kwargs['model_max_length']."
+            )
             raise ValueError(msg)
         super().__init__(
             model_name=model_name,
@@ -265,8 +268,10 @@ _REFUSED_KEYWORDS = {
     "model": "deprecated in HuggingFaceEmbedding too; name the checkpoint with model_name. Remove it.",
     "tokenizer": "deprecated in HuggingFaceEmbedding too; the tokenizer is the checkpoint's own. Remove it.",
     "token": "a hub token is read only from the HF_TOKEN environment variable, so it is never stored or logged.",
-    "use_auth_token": "a hub token is read only from the HF_TOKEN environment variable, so it is never stored or logged.",
-    "prompts": "LaSER has no prompts: use query_instruction / text_instruction (put into its query and document templates).",
+    "use_auth_token": "a hub token is read only from the HF_TOKEN environment variable, so it is never stored "
+    "or logged.",
+    "prompts": "LaSER has no prompts: use query_instruction / text_instruction (they go into its query and "
+    "document templates).",
     "default_prompt_name": "LaSER has no named prompts: use query_instruction / text_instruction.",
     "prompt_name": "LaSER has no named prompts: use query_instruction / text_instruction.",
     "similarity_fn_name": "LaSER is trained for cosine similarity (normalised vectors); the vector store computes it.",

@@ -224,7 +224,9 @@ def _load_lora(
 def _load_config(name: str, config_kwargs: dict[str, Any], load_kwargs: dict[str, Any], gguf_file: str | None) -> Any:
     """The checkpoint's model config with ``config_kwargs`` applied; a key the config does not have is an error."""
     extra = {"gguf_file": gguf_file} if gguf_file else {}
-    config, unused = AutoConfig.from_pretrained(name, **load_kwargs, **extra, **config_kwargs, return_unused_kwargs=True)
+    config, unused = AutoConfig.from_pretrained(
+        name, **load_kwargs, **extra, **config_kwargs, return_unused_kwargs=True
+    )
     if unused:
         msg = (
             f"config_kwargs {sorted(unused)} are not attributes of {type(config).__name__}, so they would change "

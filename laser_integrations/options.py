@@ -46,7 +46,9 @@ def max_length_from_tokenizer_kwargs(tokenizer_kwargs: Mapping[str, Any] | None)
     return check_max_length("tokenizer_kwargs['model_max_length']", tokenizer_kwargs.get("model_max_length"))
 
 
-def unknown_keywords_error(owner: str, unknown: Iterable[str], valid: Iterable[str], reasons: Mapping[str, str]) -> TypeError:
+def unknown_keywords_error(
+    owner: str, unknown: Iterable[str], valid: Iterable[str], reasons: Mapping[str, str]
+) -> TypeError:
     """A ``TypeError`` for keywords ``owner`` does not take: each with its reason, or the closest valid names."""
     valid = sorted(valid)
     lines = []

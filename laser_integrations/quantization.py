@@ -34,7 +34,9 @@ def check_precision(precision: Any, quantization_ranges: Any = None) -> None:
 
 
 def check_truncate_dim(truncate_dim: Any) -> None:
-    if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim < 1):
+    if truncate_dim is None:
+        return
+    if isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim < 1:
         msg = f"truncate_dim must be a positive integer or None (no truncation), got {truncate_dim!r}."
         raise ValueError(msg)
 

@@ -189,7 +189,8 @@ def test_new_parameters_round_trip():
     )  # fmt: skip
     data = embedder.to_dict()
     params = data["init_parameters"]
-    assert (params["truncate_dim"], params["precision"], params["config_kwargs"]) == (32, "ubinary", {"rms_norm_eps": 0.1})
+    assert (params["truncate_dim"], params["precision"]) == (32, "ubinary")
+    assert params["config_kwargs"] == {"rms_norm_eps": 0.1}
     assert LaSERDocumentEmbedder.from_dict(data).to_dict() == data
     ranges = [[-1.0] * 64, [1.0] * 64]
     text = LaSERTextEmbedder(model="m", precision="uint8", quantization_ranges=ranges, truncate_dim=64)
@@ -207,12 +208,15 @@ def test_one_model_per_checkpoint_device_and_dtype_whatever_the_spelling(encoder
         return real(cls, *args, **kwargs)
 
     monkeypatch.setattr(LaSEREncoder, "from_pretrained", classmethod(counting))
-    spellings = [None, {"dtype": torch.float32}, {"dtype": "float32"}, {"torch_dtype": "torch.float32"}, {"dtype": "fp32"}]
+    spellings = [None, {"dtype": torch.float32}, {"dtype": "float32"}, {"torch_dtype": "torch.float32"},
+                 {"dtype": "fp32"}]  # fmt: skip
     components = [
         LaSERTextEmbedder(model=str(encoder_dir), device=CPU, model_kwargs=kw, normalize_embeddings=bool(i % 2))
         for i, kw in enumerate(spellings)
     ]
-    components.append(LaSERDocumentEmbedder(model=str(encoder_dir), device=CPU, tokenizer_kwargs={"model_max_length": 9}))
+    components.append(
+        LaSERDocumentEmbedder(model=str(encoder_dir), device=CPU, tokenizer_kwargs={"model_max_length": 9})
+    )
     for component in components:
         component.warm_up()
     llama = LaSEREmbedding(str(encoder_dir), device="cpu", normalize=False, max_length=40)
@@ -265,8 +269,8 @@ async def test_retriever_run_time_parameters_match_qdrant_embedding_retriever(st
 
 
 def test_retriever_init_group_by_round_trip_and_anchor_errors(store, symmetric_encoder_dir):
-    retriever = LaSERRetriever(document_store=store, model=str(symmetric_encoder_dir), device=CPU, group_by="meta.topic",
-                               group_size=2, top_k=1, truncate_dim=None)  # fmt: skip
+    retriever = LaSERRetriever(document_store=store, model=str(symmetric_encoder_dir), device=CPU,
+                               group_by="meta.topic", group_size=2, top_k=1)  # fmt: skip
     data = retriever.to_dict()
     assert (data["init_parameters"]["group_by"], data["init_parameters"]["group_size"]) == ("meta.topic", 2)
     assert LaSERRetriever.from_dict(data).to_dict() == data
@@ -281,8 +285,8 @@ def test_retriever_init_group_by_round_trip_and_anchor_errors(store, symmetric_e
 
 
 # -- porting a sentence-transformers-haystack pipeline: only the types change ---------------------------------------
-ST_DOC = "haystack_integrations.components.embedders.sentence_transformers.sentence_transformers_document_embedder.SentenceTransformersDocumentEmbedder"
-ST_TEXT = "haystack_integrations.components.embedders.sentence_transformers.sentence_transformers_text_embedder.SentenceTransformersTextEmbedder"
+ST_DOC = f"{SentenceTransformersDocumentEmbedder.__module__}.SentenceTransformersDocumentEmbedder"
+ST_TEXT = f"{SentenceTransformersTextEmbedder.__module__}.SentenceTransformersTextEmbedder"
 OUR_DOC = "haystack_integrations.components.embedders.laser.document_embedder.LaSERDocumentEmbedder"
 OUR_TEXT = "haystack_integrations.components.embedders.laser.text_embedder.LaSERTextEmbedder"
 
@@ -391,7 +395,8 @@ def test_chat_suffix_follows_use_chat_template_unless_set():
 
 def test_an_instruction_the_template_has_no_place_for_is_refused(encoder_dir):
     # The released document template is the bare text: HuggingFaceEmbedding's text_instruction would be lost.
-    with pytest.raises(ValueError, match=r"text_instruction='passage: ' would change nothing.*document template '\{text\}'"):
+    match = r"text_instruction='passage: ' would change nothing.*document template '\{text\}'"
+    with pytest.raises(ValueError, match=match):
         LaSEREmbedding(str(encoder_dir), device="cpu", text_instruction="passage: ")
     embedder = LaSERDocumentEmbedder(model=str(encoder_dir), device=CPU, instruction="passage: ")
     with pytest.raises(ValueError, match="instruction='passage: ' would change nothing.*prefix / suffix"):
