@@ -401,3 +401,12 @@ def test_an_instruction_the_template_has_no_place_for_is_refused(encoder_dir):
     embedder = LaSERDocumentEmbedder(model=str(encoder_dir), device=CPU, instruction="passage: ")
     with pytest.raises(ValueError, match="instruction='passage: ' would change nothing.*prefix / suffix"):
         embedder.run([Document(content="x")])
+
+
+def test_without_the_chat_template_no_think_block_is_appended(encoder):
+    from laser_integrations.formatting import Formatter
+
+    plain = Formatter(encoder.tokenizer, LaSERConfig(use_chat_template=False, query_template="{text}"))
+    assert plain.render("a question", "query") == "a question"
+    chat = Formatter(encoder.tokenizer, LaSERConfig(query_template="{text}"))
+    assert chat.render("a question", "query").endswith("a question<|im_end|>\n<|im_start|>assistant\n" + QWEN3_EMPTY_THINK)
