@@ -86,6 +86,9 @@ class _Chat(BaseHTTPRequestHandler):
     lock = threading.Lock()
     in_flight = 0
     most_in_flight = 0
+    # When set, each request waits (at most 5 s) until two are in flight at once, so overlap is certain.
+    wait_for_overlap = False
+    overlap = threading.Event()
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -95,8 +98,11 @@ class _Chat(BaseHTTPRequestHandler):
             status = _Chat.fail.get(prompt, []).pop(0) if _Chat.fail.get(prompt) else 200
             _Chat.in_flight += 1
             _Chat.most_in_flight = max(_Chat.most_in_flight, _Chat.in_flight)
+            if _Chat.in_flight >= 2:
+                _Chat.overlap.set()
         try:
-            threading.Event().wait(0.05)  # hold each answer briefly, so that concurrent requests overlap
+            if _Chat.wait_for_overlap:
+                _Chat.overlap.wait(5)
             if status == 200:
                 answer = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                           "choices": [{"index": 0, "finish_reason": "stop",
@@ -121,6 +127,7 @@ class _Chat(BaseHTTPRequestHandler):
 @pytest.fixture
 def chat_server(monkeypatch):
     _Chat.seen, _Chat.fail, _Chat.in_flight, _Chat.most_in_flight = [], {}, 0, 0
+    _Chat.wait_for_overlap, _Chat.overlap = False, threading.Event()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Chat)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("LASER_REASON_BASE_URL", f"http://127.0.0.1:{server.server_port}/v1")
@@ -142,7 +149,7 @@ def test_http_generator_uses_env_url_and_key(chat_server, caplog):
 
 
 def test_http_generator_retries_429_and_500_and_bounds_concurrency(chat_server):
-    _Chat.fail = {"p3": [429, 500]}
+    _Chat.fail, _Chat.wait_for_overlap = {"p3": [429, 500]}, True
     prompts = [f"p{i}" for i in range(9)]
     assert http_generator("m", concurrency=3, max_retries=2)(prompts) == [p[::-1] for p in prompts]  # in order
     assert [b["messages"][0]["content"] for _, _, b in _Chat.seen].count("p3") == 3  # two failures, then the answer
