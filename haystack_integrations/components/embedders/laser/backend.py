@@ -73,10 +73,10 @@ def check_encode_kwargs(encode_kwargs: dict[str, Any] | None) -> None:
         else:
             problems.append(f"{key!r} is not a LaSEREncoder.encode keyword.")
     if problems:
-        accepted = f"the keys it accepts are {valid}" if valid else "today every encode option is a component parameter"
+        accepted = f"it accepts {valid}" if valid else "today every encode option is a component parameter"
         msg = (
-            "encode_kwargs are extra keyword arguments for LaSEREncoder.encode, and " + " ".join(problems)
-            + f" (encode_kwargs: {accepted}.)"
+            "encode_kwargs cannot be honoured: " + " ".join(problems)
+            + f" (encode_kwargs are extra keyword arguments for LaSEREncoder.encode; {accepted}.)"
         )
         raise ValueError(msg)
 
