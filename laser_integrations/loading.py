@@ -160,6 +160,9 @@ def load_model_and_tokenizer(
         _check_local_folder(Path(name), allow_pickle)
     load_kwargs: dict[str, Any] = {**hub, "trust_remote_code": trust_remote_code}
     model_kw = {**load_kwargs, "dtype": torch_dtype, **(model_kwargs or {})}
+    # transformers looks for a LoRA adapter with only token/revision (no local_files_only, no cache_dir), which
+    # reaches the hub (and waits on its retries offline) for a cached hub id; adapters are handled above anyway.
+    model_kw.setdefault("adapter_kwargs", {k: hub[k] for k in ("local_files_only", "cache_dir") if k in hub})
     tok_kw = {**load_kwargs, **(tokenizer_kwargs or {})}
     if gguf_file:
         model_kw["gguf_file"] = tok_kw["gguf_file"] = gguf_file

@@ -410,3 +410,27 @@ def test_without_the_chat_template_no_think_block_is_appended(encoder):
     assert plain.render("a question", "query") == "a question"
     chat = Formatter(encoder.tokenizer, LaSERConfig(query_template="{text}"))
     assert chat.render("a question", "query").endswith("a question<|im_end|>\n<|im_start|>assistant\n" + QWEN3_EMPTY_THINK)
+
+
+def test_cache_folder_is_the_hub_cache_and_local_files_only_stays_offline(encoder, encoder_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import huggingface_hub.file_download as hub_download
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--acme--tiny-laser"  # the Hugging Face cache layout of the hub id acme/tiny-laser
+    shutil.copytree(encoder_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    requests: list[str] = []
+
+    def no_network(url, *args, **kwargs):
+        requests.append(url)
+        raise hub_download.OfflineModeIsEnabled(url)
+
+    monkeypatch.setattr(hub_download, "get_hf_file_metadata", no_network)
+    model = LaSEREmbedding("acme/tiny-laser", cache_folder=str(tmp_path), local_files_only=True, device="cpu")
+    np.testing.assert_allclose(model.get_text_embedding(TEXTS[0]), encoder.encode_documents(TEXTS[:1])[0], atol=1e-5)
+    assert requests == []
+    with pytest.raises(FileNotFoundError, match="No LaSER checkpoint at 'acme/tiny-laser'"):
+        LaSEREmbedding("acme/tiny-laser", local_files_only=True, device="cpu")  # not in the default cache
