@@ -283,6 +283,8 @@ class EncoderPool:
         batch_size: int,
         show_progress: bool,
         ks: list[int],
+        normalize: bool,
+        max_length: int | None,
         max_tokens_per_batch: int | None,
     ) -> tuple[np.ndarray, int]:
         """What :meth:`LaSEREncoder.encode_local` returns, computed by the workers; called by ``encode(pool=...)``."""
@@ -298,7 +300,8 @@ class EncoderPool:
         truncated = 0
         with self._lock, tqdm(total=len(texts), desc="Embedding", disable=not show_progress) as bar:
             for task_id, start in enumerate(starts):
-                args = (texts[start : start + size], kind, instruction, batch_size, False, ks, max_tokens_per_batch)
+                args = (texts[start : start + size], kind, instruction, batch_size, False, ks, normalize, max_length,
+                        max_tokens_per_batch)  # fmt: skip
                 self._tasks.put((task_id, args))
             pending = set(range(len(starts)))
             while pending:

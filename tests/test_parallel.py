@@ -38,9 +38,9 @@ def record_batches(monkeypatch, encoder) -> list[tuple[int, int]]:
     seen: list[tuple[int, int]] = []
     real = encoder.embed_token_ids
 
-    def recording(batch, k, pool=None):
+    def recording(batch, k, pool=None, **kwargs):
         seen.append((len(batch), max(len(ids) for ids in batch)))
-        return real(batch, k, pool)
+        return real(batch, k, pool, **kwargs)
 
     monkeypatch.setattr(encoder, "embed_token_ids", recording)
     return seen
@@ -72,11 +72,11 @@ def test_out_of_memory_halves_the_batch_once_per_size_and_says_so(encoder, texts
     real = encoder.embed_token_ids
     attempts: list[int] = []
 
-    def fails_above_two(batch, k, pool=None):
+    def fails_above_two(batch, k, pool=None, **kwargs):
         attempts.append(len(batch))
         if len(batch) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(batch, k, pool)
+        return real(batch, k, pool, **kwargs)
 
     monkeypatch.setattr(encoder, "embed_token_ids", fails_above_two)
     with caplog.at_level(logging.WARNING, logger="laser_integrations.encoder"):
@@ -89,7 +89,7 @@ def test_out_of_memory_halves_the_batch_once_per_size_and_says_so(encoder, texts
 
 
 def test_out_of_memory_on_one_text_is_an_error_that_names_the_fix(encoder, monkeypatch):
-    def always_fails(batch, k, pool=None):
+    def always_fails(batch, k, pool=None, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory.")
 
     monkeypatch.setattr(encoder, "embed_token_ids", always_fails)
@@ -111,7 +111,7 @@ def test_two_cpu_processes_give_the_embeddings_of_one_in_input_order(encoder, te
     for k in (1, 2):
         np.testing.assert_allclose(each_k[k], encoder.encode_queries(texts[:5], num_thinking_steps=k), atol=1e-6)
     with pytest.raises(RuntimeError, match="This EncoderPool is closed"):
-        EncoderPool.encode_raw(pool, texts, "document", None, 4, False, [1], None)
+        EncoderPool.encode_raw(pool, texts, "document", None, 4, False, [1], True, None, None)
 
 
 @pytest.mark.parametrize(
