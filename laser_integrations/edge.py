@@ -19,6 +19,7 @@ updates them (Edge checks that they are compatible with the stored segments).
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,9 @@ CONFIG_FILE = "edge_config.json"
 DISTANCES = {"cosine": "Cosine", "dot_product": "Dot", "l2": "Euclid"}
 # Qdrant's own defaults, filled in when a user gives only some HNSW keys (Edge needs all three).
 HNSW_DEFAULTS = {"m": 16, "ef_construct": 100, "full_scan_threshold": 10_000}
-_HNSW_KEYS = {"m", "ef_construct", "full_scan_threshold", "max_indexing_threads", "on_disk", "payload_m", "inline_storage"}
+_HNSW_KEYS = {
+    "m", "ef_construct", "full_scan_threshold", "max_indexing_threads", "on_disk", "payload_m", "inline_storage",
+}  # fmt: skip
 _OPTIMIZER_KEYS = {
     "deleted_threshold", "vacuum_min_vector_number", "default_segment_number", "max_segment_size",
     "indexing_threshold", "prevent_unoptimized",
@@ -139,6 +142,57 @@ def match_value(value: bool | int | str) -> Any:
     return qe.MatchValue(value)
 
 
+def nothing() -> Any:
+    """A condition no point satisfies (an ordering comparison with None, ``in []``)."""
+    return require_edge().HasIdCondition(set())
+
+
+def equal(field: str, value: Any) -> Any:
+    """``field == value`` as Qdrant conditions compare: None is a missing or null field; a float compares numerically.
+
+    Raises:
+        ValueError: a list or a dict, which Qdrant cannot compare for equality.
+    """
+    qe = require_edge()
+    if value is None:
+        return qe.IsEmptyCondition(key=field)
+    if isinstance(value, (bool, int, str)):
+        return qe.FieldCondition(key=field, match=match_value(value))
+    if isinstance(value, float):
+        return qe.FieldCondition(key=field, range=qe.RangeFloat(gte=value, lte=value))
+    msg = f"Qdrant cannot compare the field {field!r} for equality with a {type(value).__name__} ({value!r})."
+    raise ValueError(msg)
+
+
+def ordering(operator: str, field: str, value: Any) -> Any:
+    """``field <op> value`` for ``>``, ``>=``, ``<``, ``<=`` on a number or an ISO 8601 date; None matches nothing.
+
+    Raises:
+        ValueError: any other value.
+    """
+    qe = require_edge()
+    bound = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}[operator]
+    if value is None:
+        return nothing()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return qe.FieldCondition(key=field, range=qe.RangeFloat(**{bound: float(value)}))
+    if isinstance(value, str) and _is_datetime(value):
+        return qe.FieldCondition(key=field, range=qe.RangeDateTime(**{bound: value}))
+    msg = (
+        f"The value of '{operator}' on {field!r} must be a number or an ISO 8601 date string, got "
+        f"{type(value).__name__} {value!r}."
+    )
+    raise ValueError(msg)
+
+
+def _is_datetime(value: str) -> bool:
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
 def search_params(params: dict[str, Any] | None) -> qdrant_edge.SearchParams | None:
     """``{"hnsw_ef": 128, "exact": False, "quantization": {"rescore": True, "oversampling": 2.0}}`` for Edge."""
     if params is None:
@@ -215,7 +269,7 @@ def open_shard(
     folder = Path(folder).expanduser()
     existing = stored_config(folder)
     if existing is not None:
-        _check_vectors(folder, existing, vectors, where)
+        check_vectors(folder, existing, vectors, where)
     elif folder.exists() and any(folder.iterdir()):
         msg = (
             f"{str(folder)!r} is not empty and holds no Qdrant Edge shard ({CONFIG_FILE} is missing); refusing to "
@@ -235,7 +289,10 @@ def open_shard(
         optimizers=optimizers_config(optimizers),
     )
     try:
-        shard = qe.EdgeShard.load(str(folder), config) if existing is not None else qe.EdgeShard.create(str(folder), config)
+        if existing is not None:
+            shard = qe.EdgeShard.load(str(folder), config)
+        else:
+            shard = qe.EdgeShard.create(str(folder), config)
     except Exception as e:  # Edge raises plain Exception for every failure
         if _is_lock_error(e):
             raise locked_error(folder) from e
@@ -265,7 +322,8 @@ def ensure_payload_indexes(shard: qdrant_edge.EdgeShard, indexes: dict[str, str]
         shard.update(qe.UpdateOperation.create_field_index(field, wanted))
 
 
-def _check_vectors(folder: Path, existing: dict[str, Any], vectors: dict[str, tuple[int, str]], where: str) -> None:
+def check_vectors(folder: Path, existing: dict[str, Any], vectors: dict[str, tuple[int, str]], where: str) -> None:
+    """Raise unless the stored config ``existing`` has each of ``vectors`` (name -> size, similarity)."""
     stored = existing.get("vectors") or {}
     for name, (size, similarity) in vectors.items():
         label = f"vector {name!r}" if name else "vectors"

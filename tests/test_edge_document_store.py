@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -179,7 +180,7 @@ def test_hnsw_quantization_and_payload_indexes_reach_the_shard(tmp_path):
     info = shard.info()
     assert info.indexed_vectors_count >= 300
     assert info.payload_schema["meta.group"].data_type == qe.PayloadSchemaType.Keyword
-    config = __import__("json").loads((tmp_path / "tuned" / "edge_config.json").read_text())
+    config = json.loads((tmp_path / "tuned" / "edge_config.json").read_text())
     assert config["hnsw_config"] == {**hnsw, "max_indexing_threads": 0}
     assert config["quantization_config"] == quantization
     assert config["optimizers"]["indexing_threshold"] == 1

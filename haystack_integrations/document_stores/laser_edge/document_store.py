@@ -228,7 +228,7 @@ class QdrantEdgeDocumentStore:
     # ---- beyond the protocol, as qdrant-haystack offers ------------------------------------------------------
 
     def delete_all_documents(self, recreate_index: bool = False) -> None:
-        """Delete every Document; with `recreate_index`, drop the shard's files and recreate it with the same settings."""
+        """Delete every Document; with `recreate_index`, drop the shard's files and recreate it (same settings)."""
         if recreate_index:
             self.close()
             if self.folder.exists():
@@ -265,7 +265,7 @@ class QdrantEdgeDocumentStore:
         return self.open().count(qe.CountRequest(exact=True, filter=convert_filters(filters)))
 
     def get_metadata_fields_info(self) -> dict[str, dict[str, str]]:
-        """Each meta field's name and type (``keyword``, ``long``, ``float``, ``boolean``) as qdrant-haystack reports them."""
+        """Each meta field's name and type (``keyword``, ``long``, ``float``, ``boolean``), as qdrant-haystack's."""
         fields: dict[str, dict[str, str]] = {}
         for document in self._scroll(None, with_vector=False):
             for name, value in document.meta.items():
@@ -415,7 +415,8 @@ class QdrantEdgeDocumentStore:
         stored: set[str] = set()
         shard = self.open()
         for start in range(0, len(ids), self.scroll_size):
-            records = shard.retrieve([convert_id(i) for i in ids[start : start + self.scroll_size]], with_payload=["id"], with_vector=False)
+            point_ids = [convert_id(i) for i in ids[start : start + self.scroll_size]]
+            records = shard.retrieve(point_ids, with_payload=["id"], with_vector=False)
             stored.update(r.payload["id"] for r in records if r.payload)
         return stored
 

@@ -10,7 +10,6 @@ list or a dict) raises :class:`~haystack.errors.FilterError` instead of returnin
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from haystack.errors import FilterError
@@ -32,7 +31,10 @@ def convert_filters(filters: dict[str, Any] | Any | None) -> Any:
     if filters is None or isinstance(filters, qe.Filter):
         return filters
     if not isinstance(filters, dict):
-        msg = f"Filters must be a dictionary (Haystack's filter syntax) or a qdrant_edge.Filter, got {type(filters).__name__}."
+        msg = (
+            "Filters must be a dictionary (Haystack's filter syntax) or a qdrant_edge.Filter, got "
+            f"{type(filters).__name__}."
+        )
         raise FilterError(msg)
     if not filters:
         return None
@@ -77,65 +79,21 @@ def _logical(operator: str, item: dict[str, Any]) -> Any:
     return qe.Filter(must_not=[qe.Filter(must=converted)])
 
 
-def _nothing() -> Any:
-    qe = require_edge()
-    return qe.HasIdCondition(set())
-
-
-def _everything() -> Any:
-    return require_edge().Filter()
-
-
-def _equal(field: str, value: Any) -> Any:
-    qe = require_edge()
-    if value is None:
-        return qe.IsEmptyCondition(key=field)  # a missing or null field, as Haystack's `meta.get(x) is None`
-    if isinstance(value, bool):
-        return qe.FieldCondition(key=field, match=edge.match_value(value))
-    if isinstance(value, (int, str)):
-        return qe.FieldCondition(key=field, match=qe.MatchValue(value))
-    if isinstance(value, float):
-        return qe.FieldCondition(key=field, range=qe.RangeFloat(gte=value, lte=value))
-    msg = f"Qdrant cannot compare the field {field!r} for equality with a {type(value).__name__} ({value!r})."
-    raise FilterError(msg)
-
-
-def _is_datetime(value: str) -> bool:
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _ordering(operator: str, field: str, value: Any) -> Any:
-    qe = require_edge()
-    bound = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}[operator]
-    if value is None:
-        return _nothing()  # Haystack: an ordering comparison with None is never true
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return qe.FieldCondition(key=field, range=qe.RangeFloat(**{bound: float(value)}))
-    if isinstance(value, str) and _is_datetime(value):
-        return qe.FieldCondition(key=field, range=qe.RangeDateTime(**{bound: value}))
-    msg = (
-        f"The value of '{operator}' on {field!r} must be a number or an ISO 8601 date string, got "
-        f"{type(value).__name__} {value!r}."
-    )
-    raise FilterError(msg)
-
-
 def _comparison(operator: str, field: str, value: Any) -> Any:
     qe = require_edge()
-    if operator == "==":
-        return _equal(field, value)
-    if operator == "!=":
-        return qe.Filter(must_not=[_equal(field, value)])
-    if operator in ("in", "not in"):
-        if not isinstance(value, list):
-            msg = f"The value of '{operator}' on {field!r} must be a list, got {type(value).__name__} {value!r}."
-            raise FilterError(msg)
-        if not value:
-            return _nothing() if operator == "in" else _everything()
-        equals = [_equal(field, v) for v in value]
-        return qe.Filter(should=equals) if operator == "in" else qe.Filter(must_not=equals)
-    return _ordering(operator, field, value)
+    try:
+        if operator == "==":
+            return edge.equal(field, value)
+        if operator == "!=":
+            return qe.Filter(must_not=[edge.equal(field, value)])
+        if operator in ("in", "not in"):
+            if not isinstance(value, list):
+                msg = f"The value of '{operator}' on {field!r} must be a list, got {type(value).__name__} {value!r}."
+                raise FilterError(msg)
+            if not value:
+                return edge.nothing() if operator == "in" else qe.Filter()
+            equals = [edge.equal(field, v) for v in value]
+            return qe.Filter(should=equals) if operator == "in" else qe.Filter(must_not=equals)
+        return edge.ordering(operator, field, value)
+    except ValueError as e:
+        raise FilterError(str(e)) from e

@@ -99,7 +99,8 @@ class LaSERRetriever:
         if not isinstance(document_store, (QdrantDocumentStore, QdrantEdgeDocumentStore)):
             msg = (
                 "document_store must be a QdrantDocumentStore or a QdrantEdgeDocumentStore, got "
-                f"{type(document_store).__name__}. For another store, use LaSERTextEmbedder followed by that store's embedding retriever."
+                f"{type(document_store).__name__}. For another store, use LaSERTextEmbedder followed by that store's "
+                "embedding retriever."
             )
             raise TypeError(msg)
         self._embedder = LaSERTextEmbedder(

@@ -104,7 +104,8 @@ class QdrantEdgeEmbeddingRetriever:
         :param score_threshold: Drop Documents scoring below this.
         :returns: A dictionary with the key `documents`.
         """
-        if self._filter_policy == FilterPolicy.MERGE and not all(isinstance(f, (dict, type(None))) for f in (self._filters, filters)):
+        native = any(f is not None and not isinstance(f, dict) for f in (self._filters, filters))
+        if self._filter_policy == FilterPolicy.MERGE and native:
             msg = "Native qdrant_edge filters cannot be merged (filter_policy='merge'); use Haystack filters or 'replace'."
             raise ValueError(msg)
         filters = apply_filter_policy(self._filter_policy, self._filters, filters)
