@@ -224,6 +224,17 @@ def stored_config(folder: str | Path) -> dict[str, Any] | None:
     return json.loads(config_file.read_text(encoding="utf-8"))
 
 
+def is_local_mode_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds qdrant-client's local-mode storage (a ``meta.json`` listing ``collections``)."""
+    meta = Path(folder) / "meta.json"
+    if not meta.is_file():
+        return False
+    try:
+        return "collections" in json.loads(meta.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
 def locked_error(folder: str | Path) -> StorageLockedError:
     """The error for a shard folder another process (or another open store in this one) holds."""
     msg = (
@@ -267,6 +278,15 @@ def open_shard(
     """
     qe = require_edge()
     folder = Path(folder).expanduser()
+    for candidate in (folder, folder.parent):
+        if is_local_mode_folder(candidate):
+            msg = (
+                f"{str(candidate)!r} was written by qdrant-client's local mode (its meta.json lists collections), "
+                "which Qdrant Edge cannot read; refusing to put an Edge shard in it. Open it with qdrant-client "
+                "(laser_integrations.qdrant.open_document_store / open_vector_store with path=...), or give the Edge "
+                "store a new folder and re-index (or copy the points) into it."
+            )
+            raise FileExistsError(msg)
     existing = stored_config(folder)
     if existing is not None:
         check_vectors(folder, existing, vectors, where)
@@ -274,8 +294,8 @@ def open_shard(
         msg = (
             f"{str(folder)!r} is not empty and holds no Qdrant Edge shard ({CONFIG_FILE} is missing); refusing to "
             "create a shard beside its data. If it was written by qdrant-client's local mode (it has meta.json and "
-            "collection/), open it with engine='client' or move its points to an Edge folder; otherwise give an "
-            "empty or new folder."
+            "collection/), open it with qdrant-client (laser_integrations.qdrant.open_document_store / "
+            "open_vector_store) or copy its points into a new Edge folder; otherwise give an empty or new folder."
         )
         raise FileExistsError(msg)
     params = {

@@ -26,6 +26,8 @@ from haystack.testing.document_store import (
     UpdateByFilterTest,
 )
 
+from qdrant_client import QdrantClient
+
 from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentStore
 from laser_integrations.qdrant import CollectionDimensionError, StorageLockedError
 
@@ -207,6 +209,11 @@ def test_dimension_and_folder_checks(tmp_path):
     with pytest.raises(FileExistsError, match="not a Qdrant Edge shard; refusing to delete it"):
         QdrantEdgeDocumentStore(path=tmp_path, index="other", embedding_dim=DIM, recreate_index=True).open()
     assert (tmp_path / "other" / "meta.json").exists()
+    local = tmp_path / "local"
+    QdrantClient(path=str(local)).close()  # a folder of qdrant-client's local mode (today's embedded store)
+    with pytest.raises(FileExistsError, match="written by qdrant-client's local mode.*refusing to put an Edge shard"):
+        QdrantEdgeDocumentStore(path=local, embedding_dim=DIM).open()
+    assert not (local / "Document").exists()
     recreated = QdrantEdgeDocumentStore(path=tmp_path, index="docs", embedding_dim=16, recreate_index=True)
     assert recreated.count_documents() == 0
     recreated.close()
