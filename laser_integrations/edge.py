@@ -19,6 +19,7 @@ updates them (Edge checks that they are compatible with the stored segments).
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -233,6 +234,17 @@ def is_local_mode_folder(folder: str | Path) -> bool:
         return "collections" in json.loads(meta.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
         return False
+
+
+def remove_shard(folder: str | Path) -> None:
+    """Delete the shard in ``folder`` (to recreate it); refuses a folder that is not an Edge shard."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if stored_config(folder) is None and any(folder.iterdir()):
+        msg = f"{str(folder)!r} is not a Qdrant Edge shard; refusing to delete it to recreate the index."
+        raise FileExistsError(msg)
+    shutil.rmtree(folder)
 
 
 def locked_error(folder: str | Path) -> StorageLockedError:

@@ -216,6 +216,10 @@ def test_dimension_and_folder_checks(tmp_path):
     assert not (local / "Document").exists()
     recreated = QdrantEdgeDocumentStore(path=tmp_path, index="docs", embedding_dim=16, recreate_index=True)
     assert recreated.count_documents() == 0
+    recreated.write_documents([Document(content="new", embedding=[0.5] * 16)])
+    recreated.close()
+    assert recreated.count_documents() == 1  # reopening does not recreate again
+    assert recreated.to_dict()["init_parameters"]["recreate_index"] is True
     recreated.close()
 
 
@@ -293,3 +297,23 @@ def test_laser_retriever_searches_an_edge_store(tmp_path, symmetric_encoder_dir)
     assert [h.id for h in again.run(query=texts["time"], top_k=1)["documents"]] == ["time"]
     again.close()
     assert not math.isnan(hits[0].score)
+
+
+def test_open_document_store_engine_edge(tmp_path):
+    from laser_integrations.qdrant import open_document_store
+
+    store = open_document_store(engine="edge", path=tmp_path, collection="docs", embedding_dim=DIM,
+                                hnsw_config={"m": 8})  # fmt: skip
+    assert isinstance(store, QdrantEdgeDocumentStore) and store.folder == tmp_path / "docs"
+    assert store._shard is not None  # opened by the opener, so a lock or a size mismatch fails there
+    store.write_documents(_docs(3))
+    store.close()
+    with pytest.raises(CollectionDimensionError, match="size 8, but 16 dimensions"):
+        open_document_store(engine="edge", path=tmp_path, collection="docs", embedding_dim=16)
+    recreated = open_document_store(engine="edge", path=tmp_path, collection="docs", embedding_dim=16, recreate=True)
+    assert recreated.count_documents() == 0
+    recreated.close()
+    with pytest.raises(ValueError, match=r"engine='edge'\) opens an embedded Qdrant Edge folder.*take hybrid, url"):
+        open_document_store(engine="edge", url="http://localhost:6333", hybrid=True, embedding_dim=DIM)
+    with pytest.raises(ValueError, match=r"engine must be one of \['client', 'edge'\], got 'server'"):
+        open_document_store(engine="server", location=":memory:", embedding_dim=DIM)

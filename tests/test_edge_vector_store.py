@@ -244,3 +244,20 @@ def test_point_ids():
     node_uuid = "0b8f5a8e-6a34-4d7e-9b3c-5b1f0c9f2d41"
     assert point_id(node_uuid) == node_uuid
     assert point_id("node-1") == point_id("node-1") != point_id("node-2")
+
+
+def test_open_vector_store_engine_edge(tmp_path):
+    from laser_integrations.qdrant import open_vector_store
+
+    store = open_vector_store(engine="edge", path=tmp_path, collection="notes", embedding_dim=DIM)
+    assert isinstance(store, QdrantEdgeVectorStore) and store.folder == tmp_path / "notes"
+    store.add(_nodes(4))
+    store.close()
+    again = open_vector_store(engine="edge", path=tmp_path, collection="notes", embedding_dim=DIM)
+    assert len(again.get_nodes()) == 4
+    again.close()
+    fresh = open_vector_store(engine="edge", path=tmp_path, collection="notes", embedding_dim=DIM, recreate=True)
+    assert fresh.get_nodes() == []
+    fresh.close()
+    with pytest.raises(ValueError, match="cannot take location"):
+        open_vector_store(engine="edge", location=":memory:", embedding_dim=DIM)

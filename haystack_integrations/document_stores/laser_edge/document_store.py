@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -116,6 +115,7 @@ class QdrantEdgeDocumentStore:
         self.scroll_size = scroll_size
         self.optimize_after_write = optimize_after_write
         self._shard: Any = None
+        self._recreated = False
 
     @property
     def folder(self) -> Path:
@@ -133,10 +133,10 @@ class QdrantEdgeDocumentStore:
         """
         if self._shard is not None:
             return self._shard
-        if self.recreate_index and self.folder.exists():
-            # Only once: a closed and reopened store must not drop what it wrote meanwhile.
-            _remove_shard(self.folder)
-        self.recreate_index = False
+        if self.recreate_index and not self._recreated and self.folder.exists():
+            edge.remove_shard(self.folder)
+        # Only once per store: a closed and reopened store must not drop what it wrote meanwhile.
+        self._recreated = True
         self._shard = edge.open_shard(
             self.folder,
             vectors={"": (self.embedding_dim, self.similarity)},
@@ -232,7 +232,7 @@ class QdrantEdgeDocumentStore:
         if recreate_index:
             self.close()
             if self.folder.exists():
-                _remove_shard(self.folder)
+                edge.remove_shard(self.folder)
             self.open()
             return
         qe = edge.require_edge()
@@ -454,13 +454,6 @@ def _payload_indexes(fields: list[dict[str, str]] | None) -> dict[str, str]:
         edge.payload_schema(spec["field_schema"])
         indexes[spec["field_name"]] = spec["field_schema"]
     return indexes
-
-
-def _remove_shard(folder: Path) -> None:
-    if edge.stored_config(folder) is None and any(folder.iterdir()):
-        msg = f"{str(folder)!r} is not a Qdrant Edge shard; refusing to delete it to recreate the index."
-        raise FileExistsError(msg)
-    shutil.rmtree(folder)
 
 
 def _point(document: Document) -> Any:
