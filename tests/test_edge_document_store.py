@@ -10,7 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from haystack import Document
+from haystack import Document, Pipeline
 from haystack.document_stores.errors import DuplicateDocumentError
 from haystack.document_stores.types import DuplicatePolicy
 from haystack.errors import FilterError
@@ -292,6 +292,10 @@ def test_laser_retriever_searches_an_edge_store(tmp_path, symmetric_encoder_dir)
     data = retriever.to_dict()
     assert data["init_parameters"]["document_store"]["type"].endswith(".QdrantEdgeDocumentStore")
     retriever.close()
+    pipeline = Pipeline()
+    pipeline.add_component("retriever", retriever)
+    loaded = Pipeline.loads(pipeline.dumps())  # haystack_integrations.* needs no deserialization allowlist
+    assert isinstance(loaded.get_component("retriever").document_store, QdrantEdgeDocumentStore)
     again = LaSERRetriever.from_dict(data)
     assert isinstance(again.document_store, QdrantEdgeDocumentStore)
     assert [h.id for h in again.run(query=texts["time"], top_k=1)["documents"]] == ["time"]
