@@ -16,8 +16,8 @@ from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentS
 class QdrantEdgeEmbeddingRetriever:
     """Retrieves Documents from a ``QdrantEdgeDocumentStore`` by a query embedding.
 
-    The parameters are ``QdrantEmbeddingRetriever``'s, except ``group_by``/``group_size``, which Qdrant Edge cannot
-    honour.
+    The parameters are ``QdrantEmbeddingRetriever``'s; ``group_by``/``group_size`` are accepted so that the two
+    retrievers are interchangeable, and refused when set: Qdrant Edge has no grouped search.
 
     Usage example:
 
@@ -40,6 +40,8 @@ class QdrantEdgeEmbeddingRetriever:
         return_embedding: bool = False,
         filter_policy: str | FilterPolicy = FilterPolicy.REPLACE,
         score_threshold: float | None = None,
+        group_by: str | None = None,
+        group_size: int | None = None,
     ) -> None:
         """Create the retriever.
 
@@ -50,7 +52,15 @@ class QdrantEdgeEmbeddingRetriever:
         :param return_embedding: Return the Documents' embeddings too.
         :param filter_policy: How run-time filters combine with `filters` ("replace" or "merge").
         :param score_threshold: Drop Documents scoring below this.
+        :param group_by: Not supported by Qdrant Edge: refused unless None.
+        :param group_size: Not supported by Qdrant Edge: refused unless None.
         """
+        if group_by is not None or group_size is not None:
+            msg = (
+                "group_by/group_size are not supported by Qdrant Edge (it has no grouped search); leave them unset, "
+                "or use QdrantDocumentStore on a Qdrant server for grouped results."
+            )
+            raise ValueError(msg)
         if not isinstance(document_store, QdrantEdgeDocumentStore):
             msg = f"document_store must be a QdrantEdgeDocumentStore, got {type(document_store).__name__}."
             raise ValueError(msg)
@@ -73,6 +83,8 @@ class QdrantEdgeEmbeddingRetriever:
             return_embedding=self._return_embedding,
             filter_policy=self._filter_policy.value,
             score_threshold=self._score_threshold,
+            group_by=None,
+            group_size=None,
         )
 
     @classmethod
@@ -93,6 +105,8 @@ class QdrantEdgeEmbeddingRetriever:
         scale_score: bool | None = None,
         return_embedding: bool | None = None,
         score_threshold: float | None = None,
+        group_by: str | None = None,
+        group_size: int | None = None,
     ) -> dict[str, list[Document]]:
         """The Documents nearest to `query_embedding`, best first.
 
@@ -102,6 +116,8 @@ class QdrantEdgeEmbeddingRetriever:
         :param scale_score: Scale the scores to [0, 1].
         :param return_embedding: Return the Documents' embeddings too.
         :param score_threshold: Drop Documents scoring below this.
+        :param group_by: Not supported by Qdrant Edge: refused unless None.
+        :param group_size: Not supported by Qdrant Edge: refused unless None.
         :returns: A dictionary with the key `documents`.
         """
         native = any(f is not None and not isinstance(f, dict) for f in (self._filters, filters))
@@ -116,6 +132,8 @@ class QdrantEdgeEmbeddingRetriever:
             scale_score=self._scale_score if scale_score is None else scale_score,
             return_embedding=self._return_embedding if return_embedding is None else return_embedding,
             score_threshold=self._score_threshold if score_threshold is None else score_threshold,
+            group_by=group_by,
+            group_size=group_size,
         )
         return {"documents": documents}
 
@@ -128,10 +146,12 @@ class QdrantEdgeEmbeddingRetriever:
         scale_score: bool | None = None,
         return_embedding: bool | None = None,
         score_threshold: float | None = None,
+        group_by: str | None = None,
+        group_size: int | None = None,
     ) -> dict[str, list[Document]]:
         """Asynchronously search; same parameters and output as :meth:`run` (the shard is searched in a thread)."""
         return await asyncio.to_thread(
-            self.run, query_embedding, filters, top_k, scale_score, return_embedding, score_threshold
+            self.run, query_embedding, filters, top_k, scale_score, return_embedding, score_threshold, group_by, group_size
         )
 
     def close(self) -> None:
