@@ -321,3 +321,26 @@ def test_open_document_store_engine_edge(tmp_path):
         open_document_store(engine="edge", url="http://localhost:6333", hybrid=True, embedding_dim=DIM)
     with pytest.raises(ValueError, match=r"engine must be one of \['client', 'edge'\], got 'server'"):
         open_document_store(engine="server", location=":memory:", embedding_dim=DIM)
+
+
+async def test_edge_embedding_retriever(tmp_path):
+    from haystack_integrations.components.retrievers.laser_edge import QdrantEdgeEmbeddingRetriever
+
+    docs = _docs(20)
+    store = QdrantEdgeDocumentStore(path=tmp_path, embedding_dim=DIM)
+    store.write_documents(docs)
+    query = np.random.default_rng(3).standard_normal(DIM)
+    even = {"field": "meta.group", "operator": "==", "value": "even"}
+    retriever = QdrantEdgeEmbeddingRetriever(document_store=store, filters=even, top_k=3)
+    want = [i for i, _ in _exact(docs, query, keep=lambda d: d.meta["group"] == "even")[:3]]
+    assert [d.id for d in retriever.run(query_embedding=query.tolist())["documents"]] == want
+    hits = (await retriever.run_async(query_embedding=query.tolist(), top_k=1))["documents"]
+    assert [d.id for d in hits] == want[:1]
+    data = retriever.to_dict()
+    assert QdrantEdgeEmbeddingRetriever.from_dict(data).to_dict() == data
+    with pytest.raises(ValueError, match="group_by/group_size are not supported by Qdrant Edge"):
+        QdrantEdgeEmbeddingRetriever(document_store=store, group_by="meta.group")
+    merging = QdrantEdgeEmbeddingRetriever(document_store=store, filters=qe.Filter(), filter_policy="merge")
+    with pytest.raises(ValueError, match="Native qdrant_edge filters cannot be merged"):
+        merging.run(query_embedding=query.tolist(), filters=even)
+    store.close()

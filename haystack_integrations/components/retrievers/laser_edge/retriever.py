@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import Any
 
 from haystack import Document, component, default_from_dict, default_to_dict
@@ -89,7 +90,8 @@ class QdrantEdgeEmbeddingRetriever:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QdrantEdgeEmbeddingRetriever:
-        """Rebuild the retriever from :meth:`to_dict`'s output."""
+        """Rebuild the retriever from :meth:`to_dict`'s output (which is left unchanged)."""
+        data = copy.deepcopy(data)
         params = data["init_parameters"]
         params["document_store"] = QdrantEdgeDocumentStore.from_dict(params["document_store"])
         if isinstance(params.get("filter_policy"), str):
