@@ -99,8 +99,16 @@ def exact_top(points: int, dim: int, queries: np.ndarray, seed: int, k: int) -> 
     return best_ids
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+def _rss_mb(field: str = "VmHWM") -> float:
+    """This process's peak (VmHWM) or current (VmRSS) resident memory, MB.
+
+    Not ``getrusage``'s ru_maxrss: Linux carries it over from the parent across fork and exec, so a child would
+    report the parent's peak when that is higher.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: the best there is
 
 
 def _disk_mb(folder: Path) -> float:
@@ -156,7 +164,9 @@ def run_edge(args: argparse.Namespace, folder: Path, queries: np.ndarray) -> dic
     for start in range(0, args.n, BATCH):
         block = vectors(args.dim, start, min(BATCH, args.n - start), args.seed, args.n)
         # numpy rows go to Edge as they are: no Python float per value
-        points = [qe.Point(id=start + i, vector=row, payload={"text": f"document {start + i}"}) for i, row in enumerate(block)]
+        points = [
+            qe.Point(id=start + i, vector=row, payload={"text": f"document {start + i}"}) for i, row in enumerate(block)
+        ]
         shard.update(qe.UpdateOperation.upsert_points(points))
     upload = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -182,7 +192,11 @@ def run_edge(args: argparse.Namespace, folder: Path, queries: np.ndarray) -> dic
 
 def child(args: argparse.Namespace) -> None:
     queries = vectors(args.dim, 0, args.queries, args.seed, args.n, stream=1)
-    base_rss = _rss_mb()
+    if args.engine == "local":
+        import qdrant_client  # noqa: F401 - imported before the baseline, so it counts as the interpreter's
+    else:
+        import qdrant_edge  # noqa: F401
+    base_rss = _rss_mb("VmRSS")
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{args.engine}-", dir=args.tmp))
     try:
         result = (run_local if args.engine == "local" else run_edge)(args, folder / "store", queries)
@@ -221,7 +235,10 @@ def main() -> None:
         parser.error(f"--engines takes local and/or edge, got {args.engines!r}")
     print(f"# uptime: {os.popen('uptime').read().strip()}")
     print(f"# {args.queries} queries one at a time, top-{args.k}; Edge HNSW m={args.m} ef_construct={args.ef_construct}")
-    header = "| store | points | dim | ingest s (upload + build) | points/s | p50 ms | p99 ms | recall@10 | peak RSS MB | disk MB |"
+    header = (
+        "| store | points | dim | ingest s (upload + build) | points/s | p50 ms | p99 ms | recall@10 "
+        "| peak RSS MB | disk MB |"
+    )
     print(header)
     print("|" + "---|" * 10)
     rows = []
@@ -245,7 +262,8 @@ def main() -> None:
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 ingest = result["upload_s"] + result["build_s"]
                 for run in result["runs"]:
-                    recall = np.mean([len(set(got) & set(want)) / args.k for got, want in zip(run["ids"], truth.tolist())])
+                    pairs = zip(run["ids"], truth.tolist(), strict=True)
+                    recall = np.mean([len(set(got) & set(want)) / args.k for got, want in pairs])
                     p50, p99 = np.percentile(run["ms"], 50), np.percentile(run["ms"], 99)
                     if engine == "local":
                         p50_local = p50

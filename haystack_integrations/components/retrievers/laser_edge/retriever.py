@@ -124,7 +124,10 @@ class QdrantEdgeEmbeddingRetriever:
         """
         native = any(f is not None and not isinstance(f, dict) for f in (self._filters, filters))
         if self._filter_policy == FilterPolicy.MERGE and native:
-            msg = "Native qdrant_edge filters cannot be merged (filter_policy='merge'); use Haystack filters or 'replace'."
+            msg = (
+                "Native qdrant_edge filters cannot be merged (filter_policy='merge'); use Haystack filters or "
+                "'replace'."
+            )
             raise ValueError(msg)
         filters = apply_filter_policy(self._filter_policy, self._filters, filters)
         documents = self._document_store.query_by_embedding(
@@ -153,7 +156,8 @@ class QdrantEdgeEmbeddingRetriever:
     ) -> dict[str, list[Document]]:
         """Asynchronously search; same parameters and output as :meth:`run` (the shard is searched in a thread)."""
         return await asyncio.to_thread(
-            self.run, query_embedding, filters, top_k, scale_score, return_embedding, score_threshold, group_by, group_size
+            self.run, query_embedding, filters, top_k, scale_score, return_embedding, score_threshold, group_by,
+            group_size,
         )
 
     def close(self) -> None:
