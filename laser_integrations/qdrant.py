@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from llama_index.vector_stores.qdrant import QdrantVectorStore
     from qdrant_client import QdrantClient
 
+    from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentStore
+    from laser_integrations.edge_vector_store import QdrantEdgeVectorStore
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_PATH = "laser_qdrant"
@@ -57,6 +60,8 @@ SERVER_ONLY_SETTINGS = (
     "shard_number", "replication_factor", "write_consistency_factor", "sharding_method", "shard_keys",
 )  # fmt: skip
 SIMILARITIES = ("cosine", "dot_product", "l2")
+# "client": qdrant-client (local mode or a server); "edge": Qdrant Edge, Qdrant's engine in-process (edge.py).
+ENGINES = ("client", "edge")
 
 
 def _require(module: str, extra: str) -> None:
@@ -227,6 +232,25 @@ def warn_if_large(client: QdrantClient, collection: str, *, embedded: bool) -> i
     return count
 
 
+def _edge_engine(engine: str, opener: str, **given: Any) -> bool:
+    """Whether ``engine`` asks for Qdrant Edge; refuses what an Edge folder cannot honour."""
+    if engine not in ENGINES:
+        msg = f"engine must be one of {list(ENGINES)}, got {engine!r}."
+        raise ValueError(msg)
+    if engine == "client":
+        return False
+    refused = sorted(name for name, value in given.items() if value not in (None, False))
+    if refused:
+        msg = (
+            f"{opener}(engine='edge') opens an embedded Qdrant Edge folder (path=...); it cannot take "
+            f"{', '.join(refused)} (location/url/api_key and shards are qdrant-client's, hybrid search on Edge "
+            "is not built yet). Remove them, or use engine='client'."
+        )
+        raise ValueError(msg)
+    _require("qdrant_edge", "qdrant")
+    return True
+
+
 def open_document_store(
     *,
     embedding_dim: int,
@@ -241,8 +265,9 @@ def open_document_store(
     shard_number: int | None = None,
     replication_factor: int | None = None,
     write_consistency_factor: int | None = None,
+    engine: str = "client",
     **store_kwargs: Any,
-) -> QdrantDocumentStore:
+) -> QdrantDocumentStore | QdrantEdgeDocumentStore:
     """A connected Haystack ``QdrantDocumentStore`` (cosine) for LaSER vectors of size ``embedding_dim``.
 
     Write to it with ``DocumentWriter(store, policy=DuplicatePolicy.OVERWRITE)``: point ids are derived from
@@ -266,8 +291,12 @@ def open_document_store(
         shard_number: shards of a new collection (server/cluster only; refused in embedded mode).
         replication_factor: replicas of each shard (server/cluster only).
         write_consistency_factor: replicas that must confirm a write (server/cluster only).
+        engine: ``"client"`` (qdrant-client: its local mode for ``path``/``location``, a server for ``url``) or
+            ``"edge"``: a ``QdrantEdgeDocumentStore`` in the folder ``path/collection``, Qdrant's own engine
+            in-process, with HNSW, quantization and payload indexes (docs/edge.md).
         **store_kwargs: other ``QdrantDocumentStore`` arguments (``write_batch_size``, ``payload_fields_to_index``;
-            on a server also ``hnsw_config``, ``quantization_config``, ``on_disk``...).
+            on a server also ``hnsw_config``, ``quantization_config``, ``on_disk``...), or with ``engine="edge"``
+            ``QdrantEdgeDocumentStore``'s (``hnsw_config``, ``quantization_config``, ``search_params``...).
 
     Raises:
         CollectionDimensionError: the collection exists with another vector size.
@@ -276,6 +305,18 @@ def open_document_store(
         ValueError: a server-only setting (``hnsw_config``, ``quantization_config``, ``shard_number``...) in
             embedded mode, where Qdrant would ignore it.
     """
+    if _edge_engine(engine, "open_document_store", location=location, url=url, api_key=api_key, hybrid=hybrid,
+                    shard_number=shard_number, replication_factor=replication_factor,
+                    write_consistency_factor=write_consistency_factor):  # fmt: skip
+        _require("haystack_integrations.document_stores.laser_edge", "haystack")
+        from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentStore
+
+        edge_store = QdrantEdgeDocumentStore(
+            path=Path(path if path is not None else DEFAULT_PATH), index=collection, embedding_dim=embedding_dim,
+            similarity=similarity, recreate_index=recreate, **store_kwargs,
+        )  # fmt: skip
+        edge_store.open()  # a locked folder or a wrong-sized shard fails here, before anything is embedded
+        return edge_store
     _require("haystack_integrations.document_stores.qdrant", "haystack")
     from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
     from haystack_integrations.document_stores.qdrant.document_store import QdrantStoreError
@@ -408,8 +449,9 @@ def open_vector_store(
     write_consistency_factor: int | None = None,
     client: QdrantClient | None = None,
     aclient: Any = None,
+    engine: str = "client",
     **store_kwargs: Any,
-) -> QdrantVectorStore:
+) -> QdrantVectorStore | QdrantEdgeVectorStore:
     """A LlamaIndex ``QdrantVectorStore`` for LaSER vectors of size ``embedding_dim``, with sync and async clients.
 
     LlamaIndex derives point ids from node ids, so re-inserting the same nodes overwrites them. LlamaIndex and
@@ -436,7 +478,9 @@ def open_vector_store(
         shard_number, replication_factor, write_consistency_factor: for a new collection on a server/cluster.
         client: an already open ``QdrantClient`` (then path/location/url are not used).
         aclient: its ``AsyncQdrantClient``; default: derived as above for a local ``client``, none for a server one.
-        **store_kwargs: other ``QdrantVectorStore`` arguments.
+        engine: ``"client"`` (qdrant-client, as above) or ``"edge"``: a ``QdrantEdgeVectorStore`` in the folder
+            ``path/collection``, Qdrant's own engine in-process (docs/edge.md).
+        **store_kwargs: other ``QdrantVectorStore`` arguments (``QdrantEdgeVectorStore``'s with ``engine="edge"``).
 
     Raises:
         CollectionDimensionError: the collection exists with another vector size.
@@ -444,6 +488,22 @@ def open_vector_store(
         ValueError: a server-only setting (``quantization_config``, HNSW in ``dense_config``, shards) in embedded
             mode, where Qdrant would ignore it.
     """
+    if _edge_engine(engine, "open_vector_store", location=location, url=url, api_key=api_key, hybrid=hybrid,
+                    shard_number=shard_number, replication_factor=replication_factor,
+                    write_consistency_factor=write_consistency_factor, client=client, aclient=aclient,
+                    sparse_encoder=sparse_encoder):  # fmt: skip
+        _require("llama_index.core", "llama-index")
+        from . import edge
+        from .edge_vector_store import QdrantEdgeVectorStore
+
+        edge_store = QdrantEdgeVectorStore(
+            path=Path(path if path is not None else DEFAULT_PATH), collection_name=collection,
+            embedding_dim=embedding_dim, **store_kwargs,
+        )  # fmt: skip
+        if recreate:
+            edge.remove_shard(edge_store.folder)
+        edge_store.open()  # a locked folder or a wrong-sized shard fails here
+        return edge_store
     _require("llama_index.vector_stores.qdrant", "llama-index")
     from llama_index.vector_stores.qdrant import QdrantVectorStore
 

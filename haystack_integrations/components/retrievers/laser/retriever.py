@@ -16,6 +16,8 @@ from qdrant_client.http import models
 
 from haystack_integrations.components.embedders.laser import LaSERTextEmbedder
 from haystack_integrations.components.embedders.laser.backend import DEFAULT_MODEL, default_token
+from haystack_integrations.components.retrievers.laser_edge import QdrantEdgeEmbeddingRetriever
+from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentStore
 from laser_integrations.encoder import LaSEREncoder
 
 # The text embedder's parameters that the retriever exposes (batch size is moot for one query).
@@ -58,7 +60,7 @@ class LaSERRetriever:
     def __init__(
         self,
         *,
-        document_store: QdrantDocumentStore,
+        document_store: QdrantDocumentStore | QdrantEdgeDocumentStore,
         model: str = DEFAULT_MODEL,
         device: ComponentDevice | None = None,
         token: Secret | None = default_token(),  # noqa: B008 - an env-var reference, resolved at warm-up
@@ -90,7 +92,7 @@ class LaSERRetriever:
     ) -> None:
         """Create the component; nothing loads until :meth:`warm_up` or the first :meth:`run`.
 
-        :param document_store: The ``QdrantDocumentStore`` to search (see ``laser_integrations.qdrant.open_document_store``).
+        :param document_store: The ``QdrantDocumentStore`` or ``QdrantEdgeDocumentStore`` to search (see ``laser_integrations.qdrant.open_document_store``).
         :param model: Hub id or local folder of a LaSER checkpoint; the one the documents were embedded with.
         :param device: Device to load the model on; default CUDA > MPS > CPU.
         :param token: Hugging Face token for private models, from an environment variable.
@@ -123,10 +125,11 @@ class LaSERRetriever:
         :raises DocumentStoreTypeError: `document_store` is not a ``QdrantDocumentStore`` (a TypeError and a
             ValueError, the type ``QdrantEmbeddingRetriever`` raises).
         """
-        if not isinstance(document_store, QdrantDocumentStore):
+        if not isinstance(document_store, (QdrantDocumentStore, QdrantEdgeDocumentStore)):
             msg = (
-                f"document_store must be a QdrantDocumentStore, got {type(document_store).__name__}. For another "
-                "store, use LaSERTextEmbedder followed by that store's embedding retriever."
+                "document_store must be a QdrantDocumentStore or a QdrantEdgeDocumentStore, got "
+                f"{type(document_store).__name__}. For another store, use LaSERTextEmbedder followed by that store's "
+                "embedding retriever."
             )
             raise DocumentStoreTypeError(msg)
         self._embedder = LaSERTextEmbedder(
@@ -137,7 +140,8 @@ class LaSERRetriever:
             truncate_dim=truncate_dim, config_kwargs=config_kwargs, precision=precision, encode_kwargs=encode_kwargs,
             backend=backend, quantization_ranges=quantization_ranges,
         )  # fmt: skip
-        self._retriever = QdrantEmbeddingRetriever(
+        edge = isinstance(document_store, QdrantEdgeDocumentStore)
+        self._retriever = (QdrantEdgeEmbeddingRetriever if edge else QdrantEmbeddingRetriever)(
             document_store=document_store, filters=filters, top_k=top_k, scale_score=scale_score,
             return_embedding=return_embedding, filter_policy=filter_policy, score_threshold=score_threshold,
             group_by=group_by, group_size=group_size,
@@ -162,10 +166,10 @@ class LaSERRetriever:
         if self._embedder.precision in ("binary", "ubinary"):
             dimension = -(-dimension // 8)  # 8 bits packed per number
         if self.document_store.embedding_dim != dimension:
-            collection = self.document_store.index
+            collection, store = self.document_store.index, type(self.document_store).__name__
             self._embedder.encoder = None
             msg = (
-                f"QdrantDocumentStore (collection {collection!r}) has embedding_dim={self.document_store.embedding_dim}, "
+                f"{store} (collection {collection!r}) has embedding_dim={self.document_store.embedding_dim}, "
                 f"but {self._embedder.model!r} embeds into {dimension} dimensions"
                 f"{' (after truncate_dim / precision)' if dimension != full else ''}. Open the store with "
                 f"embedding_dim={dimension} (laser_integrations.qdrant.open_document_store does this), and search a "
@@ -192,7 +196,9 @@ class LaSERRetriever:
         """Rebuild the component from :meth:`to_dict`'s output."""
         data = copy.deepcopy(data)
         params = data["init_parameters"]
-        params["document_store"] = QdrantDocumentStore.from_dict(params["document_store"])
+        edge = params["document_store"]["type"].endswith(".QdrantEdgeDocumentStore")
+        store_class = QdrantEdgeDocumentStore if edge else QdrantDocumentStore
+        params["document_store"] = store_class.from_dict(params["document_store"])
         if params.get("model_kwargs") is not None:
             deserialize_hf_model_kwargs(params["model_kwargs"])
         return default_from_dict(cls, data)

@@ -1,0 +1,297 @@
+"""qdrant-client's local mode against Qdrant Edge, the two embedded stores, side by side in one run.
+
+For each (points, dimension) the same embedding-like vectors go into both stores in the same batches of 1,000
+(payload ``{"text": ...}``), then the same queries are searched one at a time, top-10:
+
+- ``local``: ``QdrantClient(path=...)``, qdrant-client's pure-Python local mode (exact search), the embedded store
+  the project uses today;
+- ``edge``: a Qdrant Edge shard (``qdrant-edge-py``): the upload first (HNSW off: Edge runs its optimizers only
+  when asked), then ``optimize()`` once, which builds the HNSW graph, as Qdrant's bulk-load advice says; the
+  search is repeated for each ``--hnsw-ef``.
+
+Figures: ingest points/s (upload plus index build), p50 and p99 query ms, recall@10 against exact search
+(computed here with numpy over the same vectors), peak RSS of the store's process and the folder's size on disk.
+Each store runs in its own child process so that its peak RSS is its own; the vectors are generated batch by
+batch from a seed in each process (never all held at once), so RSS is the store's and one batch's.
+
+The vectors imitate sentence embeddings rather than uniform noise: unit vectors with a shared mean direction and
+an anisotropic covariance (eigenvalues falling as k^-0.8 over all dimensions, in a random basis: the
+participation ratio is about 80 at dimension 576, most of the variance in a few dozen directions, as in real
+embeddings), drawn around loose clusters of 20 points on average (their number grows with the corpus, so every
+size has the same local structure). At 10^5 x 576 a query's nearest neighbour has cosine 0.57 on average, its
+10th 0.52, a random pair 0.27 (the median), and fewer than half of a query's 10 nearest neighbours share its
+cluster: neighbourhoods are crowded, which is what makes approximate search lose recall. Queries come from the
+same distribution and are not in the store.
+
+Run (nice it on a shared machine; ``--tmp /dev/shm`` keeps a busy shared disk out of the figures):
+    nice -n 10 python benchmarks/embedded_store.py --points 10000 100000 --dims 576 --tmp /dev/shm
+    nice -n 10 python benchmarks/embedded_store.py --points 10000 --dims 576 1024 --hnsw-ef 64 128 256
+    nice -n 10 python benchmarks/embedded_store.py --million --engines edge    # adds 10^6 (local mode skips it)
+
+qdrant-client's local mode is skipped above ``--local-max`` points (default 100,000): its exact search is linear
+in the points (about 1.6 s a query at 10^6 on 2 cores by extrapolation) and it keeps every vector in Python lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+BATCH = 1_000
+POINTS_PER_CLUSTER = 20
+SPECTRUM = 0.8  # eigenvalues of the covariance fall as k^-0.8 over all dimensions
+
+
+@functools.cache
+def _basis(dim: int, seed: int, clusters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    mean = rng.standard_normal(dim).astype(np.float32)
+    mean /= np.linalg.norm(mean)
+    rotation, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    scales = np.arange(1, dim + 1) ** -SPECTRUM
+    shape = (np.sqrt(scales / scales.sum())[:, None] * rotation.T).astype(np.float32)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32) @ shape
+    return mean, shape, centres
+
+
+def vectors(dim: int, start: int, count: int, seed: int, points: int, stream: int = 0) -> np.ndarray:
+    """Unit vectors ``start .. start+count`` of a stream (0: the corpus, 1: the queries), reproducible by index.
+
+    ``points`` is the corpus size: it sets the number of clusters, so every size has the same local structure.
+    """
+    mean, shape, centres = _basis(dim, seed, max(1, points // POINTS_PER_CLUSTER))
+    out = np.empty((count, dim), dtype=np.float32)
+    for offset in range(0, count, BATCH):
+        block = min(BATCH, count - offset)
+        rng = np.random.default_rng([seed, stream, (start + offset) // BATCH])
+        cluster = rng.integers(0, len(centres), size=block)
+        local = rng.standard_normal((block, dim)).astype(np.float32) @ shape
+        x = 0.7 * mean + 0.6 * centres[cluster] + local
+        out[offset : offset + block] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def exact_top(points: int, dim: int, queries: np.ndarray, seed: int, k: int) -> np.ndarray:
+    """The exact top-k ids of each query (cosine = dot of unit vectors), over the corpus in chunks."""
+    best_ids = np.zeros((len(queries), 0), dtype=np.int64)
+    best_scores = np.zeros((len(queries), 0), dtype=np.float32)
+    for start in range(0, points, 50 * BATCH):
+        block = vectors(dim, start, min(50 * BATCH, points - start), seed, points)
+        scores = queries @ block.T
+        ids = np.broadcast_to(np.arange(start, start + len(block)), scores.shape)
+        all_scores = np.concatenate([best_scores, scores], axis=1)
+        all_ids = np.concatenate([best_ids, ids], axis=1)
+        keep = np.argsort(-all_scores, axis=1)[:, :k]
+        best_scores = np.take_along_axis(all_scores, keep, axis=1)
+        best_ids = np.take_along_axis(all_ids, keep, axis=1)
+    return best_ids
+
+
+def _rss_mb(field: str = "VmHWM") -> float:
+    """This process's peak (VmHWM) or current (VmRSS) resident memory, MB.
+
+    Not ``getrusage``'s ru_maxrss: Linux carries it over from the parent across fork and exec, so a child would
+    report the parent's peak when that is higher.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: the best there is
+
+
+def _disk_mb(folder: Path) -> float:
+    # Allocated blocks, as `du` counts them: Edge preallocates sparse mmap files whose apparent size is larger.
+    return sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file()) / 2**20
+
+
+def _timed_queries(search, queries: np.ndarray, warmup: int = 5) -> tuple[list[list[int]], list[float]]:
+    for q in queries[:warmup]:
+        search(q)
+    ids, times = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        hits = search(q)
+        times.append((time.perf_counter() - t0) * 1000)
+        ids.append(hits)
+    return ids, times
+
+
+def run_local(args: argparse.Namespace, folder: Path, queries: np.ndarray) -> dict:
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(path=str(folder))
+    params = models.VectorParams(size=args.dim, distance=models.Distance.COSINE)
+    client.create_collection("bench", vectors_config=params)
+    t0 = time.perf_counter()
+    for start in range(0, args.n, BATCH):
+        block = vectors(args.dim, start, min(BATCH, args.n - start), args.seed, args.n)
+        ids = list(range(start, start + len(block)))
+        client.upsert(
+            "bench",
+            points=models.Batch(ids=ids, vectors=block.tolist(), payloads=[{"text": f"document {i}"} for i in ids]),
+        )
+    upload = time.perf_counter() - t0
+
+    def search(q: np.ndarray) -> list[int]:
+        return [p.id for p in client.query_points("bench", query=q.tolist(), limit=args.k).points]
+
+    ids, times = _timed_queries(search, queries)
+    client.close()
+    return {"upload_s": upload, "build_s": 0.0, "runs": [{"hnsw_ef": None, "ids": ids, "ms": times}]}
+
+
+def run_edge(args: argparse.Namespace, folder: Path, queries: np.ndarray) -> dict:
+    import qdrant_edge as qe
+
+    config = qe.EdgeConfig(
+        vectors=qe.EdgeVectorParams(size=args.dim, distance=qe.Distance.Cosine),
+        hnsw_config=qe.HnswIndexConfig(m=args.m, ef_construct=args.ef_construct, full_scan_threshold=10_000),
+    )
+    shard = qe.EdgeShard.create(str(folder), config)
+    t0 = time.perf_counter()
+    for start in range(0, args.n, BATCH):
+        block = vectors(args.dim, start, min(BATCH, args.n - start), args.seed, args.n)
+        # numpy rows go to Edge as they are: no Python float per value
+        points = [
+            qe.Point(id=start + i, vector=row, payload={"text": f"document {start + i}"}) for i, row in enumerate(block)
+        ]
+        shard.update(qe.UpdateOperation.upsert_points(points))
+    upload = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    shard.optimize()
+    build = time.perf_counter() - t0
+    info = shard.info()
+    runs = []
+    for ef in args.hnsw_ef:
+        params = qe.SearchParams(hnsw_ef=ef)
+
+        def search(q: np.ndarray, params=params) -> list[int]:
+            request = qe.QueryRequest(limit=args.k, query=qe.Query.Nearest(q), params=params)
+            return [int(p.id) for p in shard.query(request)]
+
+        ids, times = _timed_queries(search, queries)
+        runs.append({"hnsw_ef": ef, "ids": ids, "ms": times})
+    shard.close()
+    return {
+        "upload_s": upload, "build_s": build, "runs": runs,
+        "segments": info.segments_count, "indexed_vectors": info.indexed_vectors_count,
+    }  # fmt: skip
+
+
+def child(args: argparse.Namespace) -> None:
+    queries = vectors(args.dim, 0, args.queries, args.seed, args.n, stream=1)
+    if args.engine == "local":
+        import qdrant_client  # noqa: F401 - imported before the baseline, so it counts as the interpreter's
+    else:
+        import qdrant_edge  # noqa: F401
+    base_rss = _rss_mb("VmRSS")
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-{args.engine}-", dir=args.tmp))
+    try:
+        result = (run_local if args.engine == "local" else run_edge)(args, folder / "store", queries)
+        result["disk_mb"] = _disk_mb(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    result.update(peak_rss_mb=_rss_mb(), base_rss_mb=base_rss)
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--points", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--million", action="store_true", help="also run 10^6 points (long: tens of minutes)")
+    parser.add_argument("--dims", type=int, nargs="+", default=[576, 1024])
+    parser.add_argument("--engines", default="local,edge", help="comma-separated: local, edge")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--m", type=int, default=16, help="HNSW edges per node (Edge)")
+    parser.add_argument("--ef-construct", type=int, default=100, help="HNSW build beam (Edge)")
+    parser.add_argument("--hnsw-ef", type=int, nargs="+", default=[64, 128], help="search beams to try (Edge)")
+    parser.add_argument("--local-max", type=int, default=100_000, help="skip local mode above this many points")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tmp", default=None, help="folder for the stores (default: the system temp)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON lines here")
+    parser.add_argument("--child", nargs=3, metavar=("ENGINE", "N", "DIM"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.engine, args.n, args.dim = args.child[0], int(args.child[1]), int(args.child[2])
+        child(args)
+        return
+
+    points = args.points + ([1_000_000] if args.million else [])
+    engines = [e.strip() for e in args.engines.split(",")]
+    if not set(engines) <= {"local", "edge"}:
+        parser.error(f"--engines takes local and/or edge, got {args.engines!r}")
+    print(f"# uptime: {os.popen('uptime').read().strip()}")
+    print(f"# {args.queries} queries one at a time, top-{args.k}; Edge HNSW m={args.m} ef_construct={args.ef_construct}")
+    header = (
+        "| store | points | dim | ingest s (upload + build) | points/s | p50 ms | p99 ms | recall@10 "
+        "| peak RSS MB | disk MB |"
+    )
+    print(header)
+    print("|" + "---|" * 10)
+    rows = []
+    for n in points:
+        for dim in args.dims:
+            queries = vectors(dim, 0, args.queries, args.seed, n, stream=1)
+            truth = exact_top(n, dim, queries, args.seed, args.k)
+            p50_local = None
+            for engine in engines:
+                if engine == "local" and n > args.local_max:
+                    print(f"| local mode | {n:,} | {dim} | skipped: exact search is linear in the points (--local-max) |")
+                    continue
+                command = [sys.executable, __file__, "--child", engine, str(n), str(dim)]
+                command += ["--queries", str(args.queries), "--k", str(args.k), "--m", str(args.m)]
+                command += ["--ef-construct", str(args.ef_construct), "--seed", str(args.seed), "--hnsw-ef"]
+                command += [str(ef) for ef in args.hnsw_ef] + (["--tmp", args.tmp] if args.tmp else [])
+                out = subprocess.run(command, capture_output=True, text=True)
+                if out.returncode != 0:
+                    print(f"| {engine} | {n:,} | {dim} | failed: {out.stderr.strip().splitlines()[-1:]} |")
+                    continue
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                ingest = result["upload_s"] + result["build_s"]
+                for run in result["runs"]:
+                    pairs = zip(run["ids"], truth.tolist(), strict=True)
+                    recall = np.mean([len(set(got) & set(want)) / args.k for got, want in pairs])
+                    p50, p99 = np.percentile(run["ms"], 50), np.percentile(run["ms"], 99)
+                    if engine == "local":
+                        p50_local = p50
+                        name = "qdrant-client local mode"
+                    else:
+                        name = f"Qdrant Edge, hnsw_ef={run['hnsw_ef']}"
+                    row = {
+                        "store": name, "points": n, "dim": dim, "upload_s": round(result["upload_s"], 2),
+                        "build_s": round(result["build_s"], 2), "points_per_s": round(n / ingest),
+                        "p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "recall_at_10": round(float(recall), 4),
+                        "peak_rss_mb": round(result["peak_rss_mb"]), "base_rss_mb": round(result["base_rss_mb"]),
+                        "disk_mb": round(result["disk_mb"], 1), "m": args.m, "ef_construct": args.ef_construct,
+                        "segments": result.get("segments"), "indexed_vectors": result.get("indexed_vectors"),
+                    }  # fmt: skip
+                    rows.append(row)
+                    ratio = f" ({p50_local / p50:.0f}x faster)" if engine == "edge" and p50_local else ""
+                    print(
+                        f"| {name} | {n:,} | {dim} | {ingest:.1f} ({result['upload_s']:.1f} + {result['build_s']:.1f}) "
+                        f"| {n / ingest:,.0f} | {p50:.2f}{ratio} | {p99:.2f} | {recall:.3f} | "
+                        f"{result['peak_rss_mb']:,.0f} | {result['disk_mb']:,.0f} |",
+                        flush=True,
+                    )
+    print(f"# uptime: {os.popen('uptime').read().strip()}")
+    print("# peak RSS includes the Python interpreter, numpy and the client library (about "
+          f"{statistics.median(r['base_rss_mb'] for r in rows) if rows else 0:.0f} MB before the store opens)")
+    if args.out:
+        args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+if __name__ == "__main__":
+    main()

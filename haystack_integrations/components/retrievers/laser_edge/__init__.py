@@ -1,0 +1,5 @@
+"""``QdrantEdgeEmbeddingRetriever``: dense search of a ``QdrantEdgeDocumentStore``."""
+
+from .retriever import QdrantEdgeEmbeddingRetriever
+
+__all__ = ["QdrantEdgeEmbeddingRetriever"]
