@@ -11,7 +11,9 @@ Three ways to reach Qdrant, one set of client calls:
   calls as embedded mode, but the test suite cannot exercise it on machines without a Qdrant server.
 
 Every opener checks an existing collection's vector size against the encoder's dimension before anything is
-written, and turns the embedded folder's lock error into one that names the folder and the fix.
+written, and turns the embedded folder's lock error into one that names the folder and the fix. Given the
+encoder's provenance record (``provenance=`` / ``embed_model=``), an opener also checks and records which model
+fills the collection (see :mod:`laser_integrations.provenance`); ``read_only=True`` never creates anything.
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ class CollectionDimensionError(ValueError):
 
 class StorageLockedError(RuntimeError):
     """The embedded Qdrant folder is held by another process (or another client in this one)."""
+
+
+class CollectionNotFoundError(FileNotFoundError):
+    """``read_only=True``: the Qdrant folder or the collection does not exist (nothing was created)."""
+
+
+class QdrantUnreachableError(ConnectionError):
+    """The Qdrant server at ``url`` did not answer."""
 
 
 def _require(module: str, extra: str) -> None:
@@ -95,6 +105,66 @@ def _locked_error(folder: str) -> StorageLockedError:
 
 def _is_lock_error(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and "already accessed by another instance" in str(error)
+
+
+def _is_connection_error(error: BaseException | None) -> bool:
+    """A refused/failed connection, as qdrant-client raises it (ResponseHandlingException around httpx's)."""
+    import httpx
+
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, (ConnectionError, httpx.TransportError)) or type(error).__name__ == "ResponseHandlingException":
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def _unreachable(url: str, error: BaseException) -> QdrantUnreachableError:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    msg = f"Cannot reach the Qdrant server at {url} ({reason}); check the URL and that the server is running."
+    return QdrantUnreachableError(msg)
+
+
+def _qdrant_folders(parent: Path) -> list[str]:
+    """Sub-folders of ``parent`` that hold an embedded Qdrant (meta.json), for 'did you mean' messages."""
+    if not parent.is_dir():
+        return []
+    return sorted(p.name for p in parent.iterdir() if (p / "meta.json").is_file())
+
+
+def require_collection(
+    collection: str,
+    *,
+    path: str | Path | None = None,
+    location: str | None = None,
+    url: str | None = None,
+    api_key: Secret | None = None,
+) -> None:
+    """Raise :class:`CollectionNotFoundError` (naming what exists) unless ``collection`` exists; creates nothing.
+
+    Used by the readers (``read_only=True``, ``laser search``), so a mistyped folder or collection name is an error
+    instead of a new, empty collection.
+    """
+    params, where = _connection(path, location, url)
+    if "path" in params:
+        folder = Path(params["path"])
+        if not (folder / "meta.json").is_file():
+            others = _qdrant_folders(folder.parent if folder.parent != folder else Path("."))
+            hint = f" Qdrant folders in {str(folder.parent)!r}: {others}." if others else ""
+            what = "is not an embedded Qdrant folder (no meta.json)" if folder.exists() else "does not exist"
+            msg = f"{str(folder)!r} {what}; give the folder `laser index` wrote (--path).{hint}"
+            raise CollectionNotFoundError(msg)
+    with closing(open_client(path=path, location=location, url=url, api_key=api_key)) as client:
+        try:
+            if client.collection_exists(collection):
+                return
+            names = sorted(c.name for c in client.get_collections().collections)
+        except Exception as e:
+            if url is not None and _is_connection_error(e):
+                raise _unreachable(url, e) from e
+            raise
+    msg = f"Collection {collection!r} does not exist in {where}; it holds {names or 'no collections'} (--collection)."
+    raise CollectionNotFoundError(msg)
 
 
 def open_client(
@@ -182,6 +252,9 @@ def open_document_store(
     shard_number: int | None = None,
     replication_factor: int | None = None,
     write_consistency_factor: int | None = None,
+    provenance: dict[str, Any] | None = None,
+    read_only: bool = False,
+    allow_model_mismatch: bool = False,
     **store_kwargs: Any,
 ) -> QdrantDocumentStore:
     """A connected Haystack ``QdrantDocumentStore`` (cosine) for LaSER vectors of size ``embedding_dim``.
@@ -203,10 +276,18 @@ def open_document_store(
         shard_number: shards of a new collection (server/cluster only; embedded Qdrant ignores it).
         replication_factor: replicas of each shard (server/cluster only).
         write_consistency_factor: replicas that must confirm a write (server/cluster only).
+        provenance: the encoder's record (:func:`laser_integrations.provenance.describe_encoder`): a writer records
+            it in a new collection and refuses a collection made by another model; a reader (``read_only``) checks it.
+        read_only: for searching: the folder and the collection must exist (nothing is created) and ``provenance``
+            is checked as a reader's.
+        allow_model_mismatch: a reader whose ``provenance`` differs from the collection's gets a warning, not an error.
         **store_kwargs: other ``QdrantDocumentStore`` arguments (``hnsw_config``, ``on_disk``, ``write_batch_size``...).
 
     Raises:
         CollectionDimensionError: the collection exists with another vector size.
+        CollectionNotFoundError: ``read_only`` and the folder or collection does not exist.
+        ProvenanceMismatchError: the collection was filled by another model or document format.
+        QdrantUnreachableError: the server at ``url`` does not answer.
         StorageLockedError: the embedded folder is held by another process.
     """
     _require("haystack_integrations.document_stores.qdrant", "haystack")
@@ -223,7 +304,12 @@ def open_document_store(
         )
         if value is not None
     }
-    if "path" in params:
+    if read_only:
+        if recreate:
+            msg = "read_only=True cannot recreate the collection; open it for writing to rebuild it."
+            raise ValueError(msg)
+        require_collection(collection, path=path, location=location, url=url, api_key=api_key)
+    elif "path" in params:
         Path(params["path"]).mkdir(parents=True, exist_ok=True)
     store = QdrantDocumentStore(
         **params,
@@ -250,9 +336,29 @@ def open_document_store(
         with closing(open_client(path=path, location=location, url=url, api_key=api_key)) as client:
             size = collection_vector_size(client, collection) or "another"
         raise _dimension_error(collection, size, embedding_dim, where) from e
+    except Exception as e:
+        if url is not None and _is_connection_error(e):
+            raise _unreachable(url, e) from e
+        raise
+    if provenance is not None:
+        _check_store_provenance(store, collection, provenance, where, read_only, allow_model_mismatch)
     if "path" in params:
         warn_large_collection(collection, count)
     return store
+
+
+def _check_store_provenance(
+    store: QdrantDocumentStore, collection: str, record: dict[str, Any], where: str, read_only: bool, allow: bool
+) -> None:
+    """Check (and for a writer of a new collection, record) the model of a connected Haystack store."""
+    from .provenance import ensure_provenance
+
+    try:
+        ensure_provenance(store._client, collection, record, role="reader" if read_only else "writer",  # noqa: SLF001
+                          where=where, allow_mismatch=allow)  # fmt: skip
+    except BaseException:
+        store.close()  # release the embedded folder: nothing was written
+        raise
 
 
 def warn_large_collection(collection: str, count: int) -> None:
@@ -269,7 +375,7 @@ def warn_large_collection(collection: str, count: int) -> None:
 
 def open_vector_store(
     *,
-    embedding_dim: int,
+    embedding_dim: int | None = None,
     path: str | Path | None = None,
     location: str | None = None,
     url: str | None = None,
@@ -280,6 +386,9 @@ def open_vector_store(
     replication_factor: int | None = None,
     write_consistency_factor: int | None = None,
     client: QdrantClient | None = None,
+    embed_model: Any = None,
+    read_only: bool = False,
+    allow_model_mismatch: bool = False,
     **store_kwargs: Any,
 ) -> QdrantVectorStore:
     """A LlamaIndex ``QdrantVectorStore`` for LaSER vectors of size ``embedding_dim``.
@@ -298,15 +407,33 @@ def open_vector_store(
         recreate: drop the collection first (all its points are lost).
         shard_number, replication_factor, write_consistency_factor: for a new collection on a server/cluster.
         client: an already open ``QdrantClient`` (then path/location/url are not used).
+        embed_model: the ``LaSEREmbedding`` that fills (or searches) the collection; its dimension is
+            ``embedding_dim``, and its provenance is recorded in a new collection and checked against an existing
+            one (another model or format is refused).
+        read_only: for querying an existing index: the collection must exist (nothing is created) and
+            ``embed_model`` is checked as a reader's (its weights, K and input format).
+        allow_model_mismatch: a reader whose ``embed_model`` differs from the collection's gets a warning instead.
         **store_kwargs: other ``QdrantVectorStore`` arguments.
 
     Raises:
         CollectionDimensionError: the collection exists with another vector size.
+        CollectionNotFoundError: ``read_only`` and the collection does not exist.
+        ProvenanceMismatchError: the collection was filled by another model or format.
         StorageLockedError: the embedded folder is held by another process.
     """
     _require("llama_index.vector_stores.qdrant", "llama-index")
     from llama_index.vector_stores.qdrant import QdrantVectorStore
 
+    if embedding_dim is None:
+        if embed_model is None:
+            msg = "Give embedding_dim=... or embed_model=LaSEREmbedding(...) (whose dimension is used)."
+            raise TypeError(msg)
+        embedding_dim = int(embed_model.dimension)
+    if read_only and recreate:
+        msg = "read_only=True cannot recreate the collection; open it for writing to rebuild it."
+        raise ValueError(msg)
+    if read_only and client is None:
+        require_collection(collection, path=path, location=location, url=url, api_key=api_key)
     if client is None:
         _, where = _connection(path, location, url)
         client = open_client(path=path, location=location, url=url, api_key=api_key)
@@ -321,7 +448,7 @@ def open_vector_store(
     if embedded:
         # Payload indexes do nothing in embedded Qdrant (qdrant-client warns on each); servers keep them.
         store_kwargs.setdefault("index_doc_id", False)
-    return QdrantVectorStore(
+    store = QdrantVectorStore(
         collection_name=collection,
         client=client,
         shard_number=shard_number,
@@ -329,3 +456,25 @@ def open_vector_store(
         write_consistency_factor=write_consistency_factor,
         **store_kwargs,
     )
+    if embed_model is not None:
+        _check_vector_store_provenance(store, client, collection, embed_model, embedding_dim, where, read_only,
+                                       allow_model_mismatch)  # fmt: skip
+    return store
+
+
+def _check_vector_store_provenance(
+    store: QdrantVectorStore, client: QdrantClient, collection: str, embed_model: Any, dimension: int, where: str,
+    read_only: bool, allow: bool,
+) -> None:  # fmt: skip
+    """Check the LlamaIndex collection's model; a writer creates a missing collection now, to record it."""
+    from .provenance import ensure_provenance
+
+    if read_only and not client.collection_exists(collection):
+        msg = f"Collection {collection!r} does not exist in {where} (read_only=True creates nothing)."
+        raise CollectionNotFoundError(msg)
+    if not read_only and not client.collection_exists(collection):
+        # QdrantVectorStore creates its collection on the first insert; create it the same way now, so the record
+        # is there before the first vector.
+        store._create_collection(collection, dimension)  # noqa: SLF001
+    ensure_provenance(client, collection, embed_model.provenance_record(), role="reader" if read_only else "writer",
+                      where=where, allow_mismatch=allow)  # fmt: skip

@@ -38,6 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     from ..evaluation.metrics import DEFAULT_METRICS
     from ..evaluation.run import QUERY_MODES
     from ..evaluation.search import SEARCH_BACKENDS
+    from ._qdrant_args import add_allow_pickle_argument
 
     p = subparsers.add_parser(
         "eval",
@@ -94,6 +95,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--output", type=Path, help="write results.json here (and charts beside it)")
     p.add_argument("--plot", type=Path, help="bar chart path (default: the --output path with .png)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_allow_pickle_argument(p)
     p.set_defaults(func=run)
     return p
 
@@ -128,8 +130,9 @@ def run(args: argparse.Namespace) -> int:
             dtype=args.dtype, missing_reasoning=args.missing_reasoning, show_progress=not args.no_progress,
         )  # fmt: skip
     except (FileNotFoundError, ValueError, ImportError, RuntimeError) as e:
-        print(f"laser eval: error: {e}", file=sys.stderr)
-        return 2
+        from .main import report
+
+        return report("laser eval", e)  # the exit status of the shared convention (2 bad input, 1 runtime)
     wall = time.perf_counter() - start
     print(comparison_table(results, args.metrics))
     for r in results:

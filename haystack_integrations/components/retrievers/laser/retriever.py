@@ -69,6 +69,7 @@ class LaSERRetriever:
         return_embedding: bool = False,
         filter_policy: str | FilterPolicy = FilterPolicy.REPLACE,
         score_threshold: float | None = None,
+        allow_model_mismatch: bool = False,
     ) -> None:
         """Create the component; nothing loads until :meth:`warm_up` or the first :meth:`run`.
 
@@ -93,6 +94,8 @@ class LaSERRetriever:
         :param return_embedding: Return the Documents' embeddings too.
         :param filter_policy: How run-time filters combine with `filters` ("replace" or "merge").
         :param score_threshold: Drop Documents scoring below this.
+        :param allow_model_mismatch: When the collection records another model, K or input format than this
+            retriever's (see ``laser_integrations.provenance``), warn instead of raising at warm-up.
         """
         if not isinstance(document_store, QdrantDocumentStore):
             msg = (
@@ -111,6 +114,7 @@ class LaSERRetriever:
             return_embedding=return_embedding, filter_policy=filter_policy, score_threshold=score_threshold,
         )  # fmt: skip
         self.document_store = document_store
+        self.allow_model_mismatch = allow_model_mismatch
 
     @property
     def encoder(self) -> LaSEREncoder | None:
@@ -136,6 +140,27 @@ class LaSERRetriever:
                 "collection that was indexed with this model."
             )
             raise ValueError(msg)
+        try:
+            self._check_provenance()
+        except BaseException:
+            self._embedder.encoder = None  # not warmed up: the next call checks again
+            raise
+
+    def _check_provenance(self) -> None:
+        """Refuse (or warn about) a collection that records another model, K or input format than this one."""
+        from laser_integrations.provenance import describe_encoder, ensure_provenance
+
+        record = describe_encoder(self._embedder.encoder, num_thinking_steps=self._embedder.num_thinking_steps)  # type: ignore[arg-type]
+        store = self.document_store
+        store._initialize_client()  # noqa: SLF001 - the store's own (possibly embedded, single-holder) client
+        if store.url:
+            where = f"Qdrant server {store.url}"
+        elif store.path:
+            where = f"embedded Qdrant folder {store.path!r}"
+        else:
+            where = "in-memory Qdrant" if store.location == ":memory:" else "the QdrantDocumentStore"
+        ensure_provenance(store._client, store.index, record, role="reader",  # type: ignore[arg-type]  # noqa: SLF001
+                          where=where, allow_mismatch=self.allow_model_mismatch)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """Serialize to ``{"type", "init_parameters"}`` (the document store included)."""
@@ -143,6 +168,7 @@ class LaSERRetriever:
         retriever = self._retriever.to_dict()["init_parameters"]
         params = {name: embedder[name] for name in _EMBEDDER_PARAMETERS}
         params.update(retriever)  # document_store (as a dict), filters, top_k, filter_policy, ...
+        params["allow_model_mismatch"] = self.allow_model_mismatch
         for name in ("group_by", "group_size"):
             params.pop(name, None)
         data = default_to_dict(self)
