@@ -178,6 +178,32 @@ def describe_encoder(
     }
 
 
+def provenance_of(component: Any) -> dict[str, Any]:
+    """The record of a LaSER component as it embeds documents: a Haystack ``LaSERDocumentEmbedder`` (its K,
+    instruction, prefix, suffix and embedded meta fields) or a LlamaIndex ``LaSEREmbedding``; loads it if needed.
+
+    Example:
+        >>> store = open_document_store(path="laser_qdrant", embedding_dim=embedder.encoder.dimension,
+        ...                             provenance=provenance_of(embedder))  # doctest: +SKIP
+    """
+    if callable(getattr(component, "provenance_record", None)):
+        return component.provenance_record()
+    if getattr(component, "encoder", None) is None and callable(getattr(component, "warm_up", None)):
+        component.warm_up()
+    encoder = getattr(component, "encoder", None)
+    if encoder is None:
+        msg = f"{type(component).__name__} is not a LaSER component (no encoder); give a LaSERDocumentEmbedder."
+        raise TypeError(msg)
+    return describe_encoder(
+        encoder,
+        num_thinking_steps=getattr(component, "num_thinking_steps", None),
+        instruction=getattr(component, "instruction", None),
+        embedded_fields=getattr(component, "meta_fields_to_embed", ()),
+        prefix=getattr(component, "prefix", ""),
+        suffix=getattr(component, "suffix", ""),
+    )
+
+
 def _show(value: Any) -> str:
     if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
         return value[:12]  # a fingerprint
@@ -242,7 +268,8 @@ def check_provenance(
             msg = (
                 f"{name} records no model (indexed before provenance was recorded, or by another tool); the "
                 "results are right only if it was indexed with this model and K. Re-index it with `laser index "
-                "--recreate` to record its model."
+                "--recreate`, or write it through open_document_store(provenance=provenance_of(embedder)) / "
+                "open_vector_store(embed_model=...), to record its model."
             )
             warnings.warn(msg, ProvenanceWarning, stacklevel=3)
         return

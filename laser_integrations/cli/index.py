@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
     from haystack_integrations.components.embedders.laser import LaSERDocumentEmbedder
 
-    from ..provenance import CONTENT_HASH_FIELD, content_hash, describe_encoder
+    from ..provenance import CONTENT_HASH_FIELD, content_hash, provenance_of
     from ..qdrant import open_document_store, warn_large_collection
 
     if args.chunk_size < 1 or args.batch_size < 1:
@@ -148,8 +148,7 @@ def run(args: argparse.Namespace) -> int:
         replication_factor=args.replication_factor,
         write_consistency_factor=args.write_consistency_factor,
         progress_bar=False,
-        provenance=describe_encoder(encoder, num_thinking_steps=args.num_thinking_steps,
-                                    instruction=args.instruction, embedded_fields=fields),  # fmt: skip
+        provenance=provenance_of(embedder),
         **store_kwargs(args),
     )
 
