@@ -434,6 +434,7 @@ def open_vector_store(
         raise ValueError(msg)
     if read_only and client is None:
         require_collection(collection, path=path, location=location, url=url, api_key=api_key)
+    owns_client = client is None
     if client is None:
         _, where = _connection(path, location, url)
         client = open_client(path=path, location=location, url=url, api_key=api_key)
@@ -457,8 +458,13 @@ def open_vector_store(
         **store_kwargs,
     )
     if embed_model is not None:
-        _check_vector_store_provenance(store, client, collection, embed_model, embedding_dim, where, read_only,
-                                       allow_model_mismatch)  # fmt: skip
+        try:
+            _check_vector_store_provenance(store, client, collection, embed_model, embedding_dim, where, read_only,
+                                           allow_model_mismatch)  # fmt: skip
+        except BaseException:
+            if owns_client:
+                client.close()  # release the embedded folder: nothing was written
+            raise
     return store
 
 
