@@ -94,7 +94,13 @@ class LaSERConfig:
             msg = f"Unknown LaSERConfig keys {unknown}{where}. Valid keys are: {cls.config_keys()}."
             raise ValueError(msg)
         check_types(data, source)
-        return cls(**data)
+        try:
+            return cls(**data)
+        except ValueError as e:
+            if not source:
+                raise
+            msg = f"{source}: {e}"
+            raise ValueError(msg) from e
 
     def replace(self, **overrides: Any) -> LaSERConfig:
         """A copy with ``overrides`` applied (validated like the constructor)."""

@@ -151,6 +151,13 @@ def _check_local_folder(folder: Path, allow_pickle: bool) -> None:
             f"(nor a LoRA adapter folder with {ADAPTER_CONFIG}, nor a folder with one .gguf file)."
         )
         raise FileNotFoundError(msg)
+    for name in ("config.json", CONFIG_NAME, ADAPTER_CONFIG):
+        if (folder / name).is_file():
+            try:
+                json.loads((folder / name).read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                msg = f"{folder / name} is not valid JSON ({e}); restore it from the checkpoint's source."
+                raise CorruptCheckpointError(msg) from e
     if any((folder / name).is_file() for name in SAFE_WEIGHTS):
         return
     if any((folder / name).is_file() for name in PICKLE_WEIGHTS):
@@ -302,6 +309,8 @@ def _load_lora(
         base, device=device, dtype=torch_dtype, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
         model_kwargs=model_kwargs, tokenizer_kwargs=tokenizer_kwargs, **hub,
     )  # fmt: skip
+    if os.path.isdir(folder):
+        check_safetensors(_weight_files(folder, None))  # a truncated adapter_model.safetensors names itself
     model = PeftModel.from_pretrained(model, folder, **hub).merge_and_unload()
     if _find_file(folder, "tokenizer_config.json", hub):
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code, **hub,

@@ -46,9 +46,10 @@ _FULL_HASH_LIMIT = 256 << 20
 _WINDOWS, _WINDOW = 64, 1 << 20
 
 # Keys whose difference means the collection's vectors and this encoder's are not comparable.
-READER_KEYS = ("dimension", "weights_sha256", "num_thinking_steps", "laser_config")
+# (layout: Haystack and LlamaIndex lay out payloads differently; one reading the other's gets empty documents.)
+READER_KEYS = ("dimension", "weights_sha256", "num_thinking_steps", "laser_config", "layout")
 # A writer must also embed documents exactly as the rest of the collection was embedded.
-WRITER_KEYS = (*READER_KEYS, "layout", "document_instruction", "embedded_fields", "prefix", "suffix", "normalize")
+WRITER_KEYS = (*READER_KEYS, "document_instruction", "embedded_fields", "prefix", "suffix", "normalize")
 # laser_config keys that only shape queries per call (an instruction given with the query is normal use).
 _PER_CALL_CONFIG_KEYS = ("num_thinking_steps", "query_instruction")
 

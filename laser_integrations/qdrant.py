@@ -115,13 +115,25 @@ def _is_connection_error(error: BaseException | None) -> bool:
     while error is not None and seen < 10:
         if isinstance(error, (ConnectionError, httpx.TransportError)) or type(error).__name__ == "ResponseHandlingException":
             return True
+        if getattr(error, "status_code", None) in (401, 403):  # qdrant-client's UnexpectedResponse: a bad API key
+            return True
         error, seen = error.__cause__ or error.__context__, seen + 1
     return False
 
 
 def _unreachable(url: str, error: BaseException) -> QdrantUnreachableError:
+    cause: BaseException | None = error
+    while cause is not None and getattr(cause, "status_code", None) is None:
+        cause = cause.__cause__ or cause.__context__
+    error = cause if cause is not None else error
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    msg = f"Cannot reach the Qdrant server at {url} ({reason}); check the URL and that the server is running."
+    if getattr(error, "status_code", None) in (401, 403):
+        msg = (
+            f"The Qdrant server at {url} refused the request ({reason}): its API key is missing or wrong. Put the "
+            f"key in the environment variable {API_KEY_ENV} (or the one named by --api-key-env / api_key=Secret...)."
+        )
+    else:
+        msg = f"Cannot reach the Qdrant server at {url} ({reason}); check the URL and that the server is running."
     return QdrantUnreachableError(msg)
 
 

@@ -218,3 +218,33 @@ def test_train_help_shows_types_choices_and_one_default(capsys):
     assert "--instruction STR|none query instruction when a record has none; none = the LaSER config's (default: none)" in text
     for option_help in text.split(" --"):
         assert option_help.count("(default:") <= 1, option_help
+
+
+def test_a_server_refusing_the_api_key_is_one_line(symmetric_encoder_dir, capsys):
+    import http.server
+    import threading
+
+    class Unauthorized(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's names
+            body = b'{"status": {"error": "Must provide an API key or an Authorization bearer token"}}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_PUT = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unauthorized)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert main(["search", "primes", "--model", str(symmetric_encoder_dir), "--url", url]) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    line = one_line_error(capsys.readouterr().err, "laser search")
+    assert f"The Qdrant server at {url} refused the request" in line and "QDRANT_API_KEY" in line

@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ..loading import allowing_pickle
 
+    # qdrant-client's note, from a background thread, when a server does not answer; the command itself then
+    # fails with one line naming the URL. (Process-wide: the thread may outlive the command.)
+    warnings.filterwarnings("ignore", message="Failed to obtain server version")
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     prog = f"laser {args.command}"
     try:
