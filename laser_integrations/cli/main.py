@@ -126,6 +126,7 @@ def one_line_warnings(prog: str) -> Iterator[None]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")
+        warnings.filterwarnings("ignore", message="Failed to obtain server version")  # see main()
         warnings.showwarning = show
         yield
 
