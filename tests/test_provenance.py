@@ -170,6 +170,7 @@ def test_a_server_that_drops_metadata_is_reported(monkeypatch):
 
 
 def test_llama_index_store_records_checks_and_reads_only(symmetric_encoder_dir, model_b, tmp_path):
+    from llama_index.core import StorageContext, VectorStoreIndex
     from llama_index.core.schema import TextNode
 
     from laser_integrations.llama_index import LaSEREmbedding
@@ -179,10 +180,9 @@ def test_llama_index_store_records_checks_and_reads_only(symmetric_encoder_dir, 
     with pytest.raises(CollectionNotFoundError, match="does not exist"):
         open_vector_store(path=path, collection="notes", embed_model=a, read_only=True)
     assert not path.exists()  # read_only created nothing
-    store = open_vector_store(path=path, collection="notes", embed_model=a)
+    store = open_vector_store(path=path, collection="notes", embed_model=a)  # creates the collection, records a
     node = TextNode(text=CORPUS[0]["text"], id_="a8c6b5c2-1b1e-4b8e-9f7a-3f4f6c9d2e11")
-    node.embedding = a.get_text_embedding(node.text)
-    store.add([node])
+    VectorStoreIndex([node], storage_context=StorageContext.from_defaults(vector_store=store), embed_model=a)
     assert read_provenance(store.client, "notes")["layout"] == "llama_index"
     store.client.close()
     with pytest.raises(ProvenanceMismatchError, match="weights fingerprint"):
@@ -192,7 +192,8 @@ def test_llama_index_store_records_checks_and_reads_only(symmetric_encoder_dir, 
         store = open_vector_store(path=path, collection="notes", embed_model=b, read_only=True, allow_model_mismatch=True)
     store.client.close()
     store = open_vector_store(path=path, collection="notes", embed_model=a, read_only=True)
-    assert store.client.count("notes").count == 1
+    hits = VectorStoreIndex.from_vector_store(store, embed_model=a).as_retriever(similarity_top_k=1).retrieve(node.text)
+    assert hits[0].node.node_id == node.node_id and hits[0].score == pytest.approx(1.0, abs=1e-3)
     store.client.close()
 
 
