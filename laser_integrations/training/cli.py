@@ -26,14 +26,12 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..loading import allowing_pickle
     from .arguments import config_from_args
     from .trainer import LaSERTrainer
 
     config = config_from_args(args)
     trainer = LaSERTrainer(config)
-    with allowing_pickle(config.model.allow_pickle):
-        out = trainer.train()
+    out = trainer.train()  # the allow_pickle key reaches every load through the trainer
     if out is not None and trainer.accelerator.is_main_process:
         print(f"Exported to {out}")
     return 0
