@@ -267,7 +267,8 @@ def load_model_and_tokenizer(
         config = recipe
     else:
         config = load_laser_config(name, hub)
-    return _record_source(model.to(device), given, name, _find_file(name, "config.json", hub), gguf_file), tokenizer, config
+    marker = _find_file(name, "config.json", hub)
+    return _record_source(model.to(device), given, name, marker, gguf_file), tokenizer, config
 
 
 def _record_source(
@@ -275,7 +276,10 @@ def _record_source(
 ) -> nn.Module:
     """Remember where ``model`` came from; ``marker`` is a file of the checkpoint (its folder is the resolved one,
     which for a hub id is the cached snapshot of one commit)."""
-    folder = os.path.dirname(os.path.abspath(marker)) if marker else os.path.abspath(name) if os.path.isdir(name) else name
+    if marker:
+        folder = os.path.dirname(os.path.abspath(marker))
+    else:
+        folder = os.path.abspath(name) if os.path.isdir(name) else name
     files = _weight_files(folder, gguf_file)
     base = checkpoint_source(model)  # a LoRA adapter's base, recorded by the inner load
     if base is not None and base.resolved != folder:

@@ -221,7 +221,8 @@ def differences(stored: dict[str, Any], current: dict[str, Any], role: Role) -> 
         if key == "laser_config" and isinstance(old, dict) and isinstance(new, dict):
             for sub in sorted(set(old) | set(new)):
                 if old.get(sub) != new.get(sub):
-                    lines.append(f"laser_config.{sub}: collection {_show(old.get(sub))}, this encoder {_show(new.get(sub))}")
+                    was, now = _show(old.get(sub)), _show(new.get(sub))
+                    lines.append(f"laser_config.{sub}: collection {was}, this encoder {now}")
         elif key == "weights_sha256":
             lines.append(f"weights fingerprint: collection {_show(old)}, this encoder {_show(new)}")
         else:

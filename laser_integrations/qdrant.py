@@ -113,7 +113,9 @@ def _is_connection_error(error: BaseException | None) -> bool:
 
     seen = 0
     while error is not None and seen < 10:
-        if isinstance(error, (ConnectionError, httpx.TransportError)) or type(error).__name__ == "ResponseHandlingException":
+        if isinstance(error, (ConnectionError, httpx.TransportError)):
+            return True
+        if type(error).__name__ == "ResponseHandlingException":  # qdrant-client's wrapper of a failed request
             return True
         if getattr(error, "status_code", None) in (401, 403):  # qdrant-client's UnexpectedResponse: a bad API key
             return True
@@ -175,7 +177,8 @@ def require_collection(
             if url is not None and _is_connection_error(e):
                 raise _unreachable(url, e) from e
             raise
-    msg = f"Collection {collection!r} does not exist in {where}; it holds {names or 'no collections'} (--collection)."
+    holds = names or "no collections"
+    msg = f"Collection {collection!r} does not exist in {where}; it holds {holds} (--collection)."
     raise CollectionNotFoundError(msg)
 
 

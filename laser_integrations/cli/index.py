@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     from ..qdrant import open_document_store, warn_large_collection
 
     if args.chunk_size < 1 or args.batch_size < 1:
-        msg = f"--chunk-size and --batch-size must be positive integers, got {args.chunk_size} and {args.batch_size}."
+        msg = f"--chunk-size and --batch-size must be positive integers, got {args.chunk_size}, {args.batch_size}."
         raise ValueError(msg)
     path = corpus_file(args.corpus)
     total = validate_corpus(path)
@@ -161,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
             for chunk in _chunks(read_corpus(path), args.chunk_size):
                 # Resumable: ids already in the collection with the same text were embedded by an earlier (maybe
                 # stopped) run; a changed text is embedded again.
-                stored = {doc.id: doc.meta.get(CONTENT_HASH_FIELD) for doc in store.get_documents_by_id([r["id"] for r in chunk])}
+                present = store.get_documents_by_id([r["id"] for r in chunk])
+                stored = {doc.id: doc.meta.get(CONTENT_HASH_FIELD) for doc in present}
                 todo = []
                 for r in chunk:
                     sha = digest(r)

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         msg = f"--top-k must be a positive integer, got {args.top_k}."
         raise ValueError(msg)
     if not args.query.strip():
-        msg = "the question is empty; give the text to search for, e.g. laser search \"which inequality bounds prefix codes?\"."
+        msg = 'the question is empty; give the text to search for, e.g. laser search "which theorem bounds codes?".'
         raise ValueError(msg)
     # A mistyped --path or --collection fails before the (slow) model load, and creates nothing.
     require_collection(**store_kwargs(args))

@@ -44,7 +44,7 @@ class ModelArguments:
     teacher_model: str | None = _f(
         None, "frozen_teacher only: a separate frozen teacher checkpoint; none = the starting backbone"
     )
-    allow_pickle: bool = _f(False, "also load pickled pytorch_model.bin weights (they can run code: only files you trust)")
+    allow_pickle: bool = _f(False, "also load pickled pytorch_model.bin weights (they run code: only files you trust)")
 
 
 @dataclass

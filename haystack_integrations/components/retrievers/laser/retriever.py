@@ -150,7 +150,9 @@ class LaSERRetriever:
         """Refuse (or warn about) a collection that records another model, K or input format than this one."""
         from laser_integrations.provenance import describe_encoder, ensure_provenance
 
-        record = describe_encoder(self._embedder.encoder, num_thinking_steps=self._embedder.num_thinking_steps)  # type: ignore[arg-type]
+        encoder = self._embedder.encoder
+        assert encoder is not None  # set by warm_up
+        record = describe_encoder(encoder, num_thinking_steps=self._embedder.num_thinking_steps)
         store = self.document_store
         store._initialize_client()  # noqa: SLF001 - the store's own (possibly embedded, single-holder) client
         if store.url:
