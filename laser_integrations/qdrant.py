@@ -325,6 +325,9 @@ def open_document_store(
             raise ValueError(msg)
         require_collection(collection, path=path, location=location, url=url, api_key=api_key)
     elif "path" in params:
+        if Path(params["path"]).exists() and not Path(params["path"]).is_dir():
+            msg = f"{params['path']!r} is a file, not an embedded Qdrant folder; give a folder (--path / path=...)."
+            raise NotADirectoryError(msg)
         Path(params["path"]).mkdir(parents=True, exist_ok=True)
     store = QdrantDocumentStore(
         **params,

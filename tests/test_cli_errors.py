@@ -248,3 +248,11 @@ def test_a_server_refusing_the_api_key_is_one_line(symmetric_encoder_dir, capsys
         server.server_close()
     line = one_line_error(capsys.readouterr().err, "laser search")
     assert f"The Qdrant server at {url} refused the request" in line and "QDRANT_API_KEY" in line
+
+
+def test_path_that_is_a_file_is_refused_and_left_alone(symmetric_encoder_dir, tmp_path, capsys):
+    corpus = write_lines(tmp_path / "c.jsonl", [json.dumps(GOOD[0])])
+    before = corpus.read_bytes()
+    assert main(["index", str(corpus), "--model", str(symmetric_encoder_dir), "--path", str(corpus)]) == 2
+    assert "is a file, not an embedded Qdrant folder" in one_line_error(capsys.readouterr().err, "laser index")
+    assert corpus.read_bytes() == before

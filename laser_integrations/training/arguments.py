@@ -384,7 +384,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Merge the YAML file (if any) and the ``--key VALUE`` overrides into a validated config."""
     values: dict[str, Any] = load_yaml(args.config) if getattr(args, "config", None) else {}
-    source = args.config or "command line"
     overrides = {k: v for k, v in vars(args).items() if k in all_fields()}
     values.update(overrides)
-    return build_config(values, source if not overrides else f"{source} + command line")
+    source = f"{args.config} + command line" if args.config and overrides else args.config or "command line"
+    return build_config(values, source)
