@@ -206,3 +206,27 @@ def test_content_hash_is_stored_with_each_document(symmetric_encoder_dir, tmp_pa
     finally:
         client.close()
     assert len(point.payload["meta"][CONTENT_HASH_FIELD]) == 64
+
+
+def test_retriever_refuses_another_model_and_round_trips_the_opt_in(symmetric_encoder_dir, model_b):
+    from haystack import Document
+    from haystack.utils import ComponentDevice
+
+    from laser_integrations.haystack import LaSERDocumentEmbedder, LaSERRetriever
+    from laser_integrations.provenance import provenance_of
+
+    cpu = ComponentDevice.from_str("cpu")
+    embedder = LaSERDocumentEmbedder(model=str(symmetric_encoder_dir), device=cpu, progress_bar=False)
+    store = open_document_store(location=":memory:", collection="r", embedding_dim=64, provenance=provenance_of(embedder))
+    store.write_documents(embedder.run([Document(id="p", content=CORPUS[0]["text"])])["documents"])
+    retriever = LaSERRetriever(document_store=store, model=str(model_b), device=cpu)
+    with pytest.raises(ProvenanceMismatchError, match="weights fingerprint"):
+        retriever.run("primes")
+    with pytest.raises(ProvenanceMismatchError):  # still refused on the next call: the failed warm-up is not kept
+        retriever.run("primes")
+    lenient = LaSERRetriever(document_store=store, model=str(model_b), device=cpu, allow_model_mismatch=True)
+    assert LaSERRetriever.from_dict(lenient.to_dict()).allow_model_mismatch is True
+    with pytest.warns(ProvenanceWarning, match="searching anyway"):
+        assert len(lenient.run("primes")["documents"]) == 1
+    hits = LaSERRetriever(document_store=store, model=str(symmetric_encoder_dir), device=cpu).run(CORPUS[0]["text"])
+    assert hits["documents"][0].score == pytest.approx(1.0, abs=1e-3)
