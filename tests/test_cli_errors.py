@@ -256,3 +256,10 @@ def test_path_that_is_a_file_is_refused_and_left_alone(symmetric_encoder_dir, tm
     assert main(["index", str(corpus), "--model", str(symmetric_encoder_dir), "--path", str(corpus)]) == 2
     assert "is a file, not an embedded Qdrant folder" in one_line_error(capsys.readouterr().err, "laser index")
     assert corpus.read_bytes() == before
+
+
+def test_train_config_that_is_not_utf8_names_the_file(tmp_path, capsys):
+    config = tmp_path / "recipe.yaml"
+    config.write_bytes(b"model: caf\xe9\n")
+    assert train_main(["--config", str(config)]) == 2
+    assert f"{config} is not UTF-8 text (byte 0xe9" in one_line_error(capsys.readouterr().err, "laser-train")

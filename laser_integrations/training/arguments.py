@@ -340,6 +340,9 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(msg)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        msg = f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); save it as UTF-8."
+        raise ValueError(msg) from e
     except yaml.YAMLError as e:
         msg = f"{path} is not valid YAML: {e}"
         raise ValueError(msg) from e
