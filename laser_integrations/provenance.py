@@ -348,3 +348,21 @@ def ensure_provenance(
         write_provenance(client, collection, current)
         return current
     return stored
+
+
+def check_haystack_store(
+    store: Any, encoder: LaSEREncoder, *, num_thinking_steps: int | None = None, allow_mismatch: bool = False
+) -> None:
+    """A reader's check of a Haystack ``QdrantDocumentStore`` against the query ``encoder`` (the LaSER retrievers
+    run it at warm-up): another model, K or format raises :class:`ProvenanceMismatchError`, or warns with
+    ``allow_mismatch``; a collection without a record warns."""
+    if store.url:
+        where = f"Qdrant server {store.url}"
+    elif store.path:
+        where = f"embedded Qdrant folder {store.path!r}"
+    else:
+        where = "in-memory Qdrant" if store.location == ":memory:" else "the QdrantDocumentStore"
+    store._initialize_client()  # noqa: SLF001 - the store's own (possibly embedded, single-holder) client
+    record = describe_encoder(encoder, num_thinking_steps=num_thinking_steps)
+    ensure_provenance(store._client, store.index, record, role="reader", where=where,  # noqa: SLF001
+                      allow_mismatch=allow_mismatch)  # fmt: skip

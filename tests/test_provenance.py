@@ -230,3 +230,14 @@ def test_retriever_refuses_another_model_and_round_trips_the_opt_in(symmetric_en
         assert len(lenient.run("primes")["documents"]) == 1
     hits = LaSERRetriever(document_store=store, model=str(symmetric_encoder_dir), device=cpu).run(CORPUS[0]["text"])
     assert hits["documents"][0].score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_hybrid_search_refuses_another_model_too(symmetric_encoder_dir, model_b, tmp_path, capsys):
+    corpus = str(write_corpus(tmp_path / "c.jsonl", CORPUS))
+    where = ["--path", str(tmp_path / "q"), "--collection", "docs"]
+    assert main(["index", corpus, "--model", str(symmetric_encoder_dir), *where, "--hybrid", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["search", "kraft", "--model", str(model_b), *where, "--hybrid"]) == 2
+    assert "weights fingerprint" in capsys.readouterr().err
+    assert main(["search", CORPUS[1]["text"], "--model", str(symmetric_encoder_dir), *where, "--hybrid", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["id"] == "kraft"

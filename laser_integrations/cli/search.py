@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from ._qdrant_args import (
     add_model_arguments,
@@ -33,6 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--allow-model-mismatch", action="store_true",
                         help="search a collection indexed by another model, K or input format with a warning "
                         "instead of an error (its scores are not comparable)")  # fmt: skip
+    parser.add_argument("--hybrid", action="store_true", help="fuse LaSER and BM25 by RRF (a collection indexed with --hybrid)")
     parser.set_defaults(command="search")
     return parser
 
@@ -42,11 +44,24 @@ def _snippet(text: str, width: int = 100) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _open_store(open_document_store: Any, dimension: int, args: argparse.Namespace) -> Any:
+    from ..qdrant import CollectionLayoutError
+
+    kwargs = {"embedding_dim": dimension, "progress_bar": False, "read_only": True, **store_kwargs(args)}
+    try:
+        return open_document_store(hybrid=args.hybrid, **kwargs)
+    except CollectionLayoutError:
+        if args.hybrid:
+            raise
+        # A collection indexed with --hybrid also holds the dense vectors: a plain search reads those.
+        return open_document_store(hybrid=True, **kwargs)
+
+
 def run(args: argparse.Namespace) -> int:
     if hint := missing_haystack():
         raise ImportError(hint)
     from haystack_integrations.components.embedders.laser import LaSERTextEmbedder
-    from haystack_integrations.components.retrievers.laser import LaSERRetriever
+    from haystack_integrations.components.retrievers.laser import LaSERHybridRetriever, LaSERRetriever
 
     from ..qdrant import open_document_store, require_collection
 
@@ -61,12 +76,7 @@ def run(args: argparse.Namespace) -> int:
     # Then the model: its dimension is what the collection must hold (the retriever reuses this load).
     embedder = LaSERTextEmbedder(**embedder_kwargs(args), progress_bar=False)
     embedder.warm_up()
-    store = open_document_store(
-        embedding_dim=embedder.encoder.dimension,  # type: ignore[union-attr]
-        progress_bar=False,
-        read_only=True,
-        **store_kwargs(args),
-    )
+    store = _open_store(open_document_store, embedder.encoder.dimension, args)  # type: ignore[union-attr]
     try:
         if store.count_documents() == 0:
             msg = (
@@ -75,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
             )
             raise ValueError(msg)
         # The retriever checks at warm-up that the collection was indexed by this model, K and format.
-        retriever = LaSERRetriever(document_store=store, **embedder_kwargs(args), top_k=args.top_k,
-                                   allow_model_mismatch=args.allow_model_mismatch)  # fmt: skip
+        kind = LaSERHybridRetriever if args.hybrid else LaSERRetriever
+        retriever = kind(document_store=store, **embedder_kwargs(args), top_k=args.top_k,
+                         allow_model_mismatch=args.allow_model_mismatch)  # fmt: skip
         documents = retriever.run(args.query)["documents"]
     finally:
         store.close()

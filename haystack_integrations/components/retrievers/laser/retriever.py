@@ -148,21 +148,11 @@ class LaSERRetriever:
 
     def _check_provenance(self) -> None:
         """Refuse (or warn about) a collection that records another model, K or input format than this one."""
-        from laser_integrations.provenance import describe_encoder, ensure_provenance
+        from laser_integrations.provenance import check_haystack_store
 
-        encoder = self._embedder.encoder
-        assert encoder is not None  # set by warm_up
-        record = describe_encoder(encoder, num_thinking_steps=self._embedder.num_thinking_steps)
-        store = self.document_store
-        store._initialize_client()  # noqa: SLF001 - the store's own (possibly embedded, single-holder) client
-        if store.url:
-            where = f"Qdrant server {store.url}"
-        elif store.path:
-            where = f"embedded Qdrant folder {store.path!r}"
-        else:
-            where = "in-memory Qdrant" if store.location == ":memory:" else "the QdrantDocumentStore"
-        ensure_provenance(store._client, store.index, record, role="reader",  # type: ignore[arg-type]  # noqa: SLF001
-                          where=where, allow_mismatch=self.allow_model_mismatch)  # fmt: skip
+        check_haystack_store(self.document_store, self._embedder.encoder,  # type: ignore[arg-type]
+                             num_thinking_steps=self._embedder.num_thinking_steps,
+                             allow_mismatch=self.allow_model_mismatch)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """Serialize to ``{"type", "init_parameters"}`` (the document store included)."""
