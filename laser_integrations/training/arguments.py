@@ -312,6 +312,8 @@ def check_output_dir(config: TrainConfig, source: str = "config") -> None:
     """Refuse, before anything loads, an output_dir that is a file, or one holding an earlier run's export or
     metrics with no checkpoint to resume from (a fresh run would replace them; checkpoints are the trainer's
     own check)."""
+    from .trainer import FINAL, METRICS, list_checkpoints
+
     t = config.train
     out = Path(str(t.output_dir)).expanduser()
     if out.exists() and not out.is_dir():
@@ -319,11 +321,11 @@ def check_output_dir(config: TrainConfig, source: str = "config") -> None:
         raise NotADirectoryError(msg)
     if t.overwrite_output_dir or not out.is_dir():
         return
-    if (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step-*")):
+    if list_checkpoints(out):
         return  # resume or refuse: the trainer decides, naming resume_from_checkpoint
     if t.resume_from_checkpoint and t.resume_from_checkpoint != "latest":
         return
-    earlier = [name for name in ("final", "metrics.jsonl") if (out / name).exists()]
+    earlier = [name for name in (FINAL, METRICS) if (out / name).exists()]
     if earlier:
         msg = (
             f"output_dir {str(out)!r} already holds an earlier run ({', '.join(earlier)}) and no checkpoint to resume "
