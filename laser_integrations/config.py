@@ -36,7 +36,8 @@ class LaSERConfig:
         query_instruction: Instruction used for queries when a call does not give one.
         document_instruction: Instruction for documents (unused by the default template).
         use_chat_template: Wrap the formatted text as one user message with the generation prompt.
-        chat_suffix: Text appended after the chat template (Qwen3's empty think block by default).
+        chat_suffix: Text appended after the formatted input. ``None`` (the default): Qwen3's empty think block
+            when ``use_chat_template`` is on, nothing when it is off; set it to keep a suffix either way.
         query_max_length: Token budget of a query, template included.
         document_max_length: Token budget of a document, template included.
         normalize: L2-normalise the pooled embedding (cosine similarity = dot product).
@@ -48,7 +49,7 @@ class LaSERConfig:
     query_instruction: str = DEFAULT_QUERY_INSTRUCTION
     document_instruction: str = ""
     use_chat_template: bool = True
-    chat_suffix: str = QWEN3_EMPTY_THINK
+    chat_suffix: str | None = None
     query_max_length: int = 512
     document_max_length: int = 512
     normalize: bool = True
@@ -56,6 +57,9 @@ class LaSERConfig:
     def __post_init__(self) -> None:
         check_types(self.to_dict())
         validate_num_thinking_steps(self.num_thinking_steps)
+        if self.chat_suffix is None:
+            # The think block belongs to Qwen3's chat format; without the chat template it would surprise.
+            self.chat_suffix = default_chat_suffix(self.use_chat_template)
         for name in ("query_template", "document_template"):
             template = getattr(self, name)
             if "{text}" not in template:
@@ -103,8 +107,15 @@ class LaSERConfig:
             raise ValueError(msg) from e
 
     def replace(self, **overrides: Any) -> LaSERConfig:
-        """A copy with ``overrides`` applied (validated like the constructor)."""
-        return self.from_dict({**self.to_dict(), **overrides})
+        """A copy with ``overrides`` applied (validated like the constructor).
+
+        Turning ``use_chat_template`` on or off also switches a default ``chat_suffix`` to the new default.
+        """
+        data = self.to_dict()
+        switched = "use_chat_template" in overrides and "chat_suffix" not in overrides
+        if switched and data["chat_suffix"] == default_chat_suffix(data["use_chat_template"]):
+            data["chat_suffix"] = None
+        return self.from_dict({**data, **overrides})
 
     def save(self, folder: str | os.PathLike) -> Path:
         path = Path(folder) / CONFIG_NAME
@@ -132,6 +143,10 @@ class LaSERConfig:
         return PRESETS[name].replace(**overrides)
 
 
+def default_chat_suffix(use_chat_template: bool) -> str:
+    return QWEN3_EMPTY_THINK if use_chat_template else ""
+
+
 _TYPE_NAMES = {bool: "a boolean (true or false)", int: "an integer", str: "a string"}
 
 
@@ -141,9 +156,12 @@ def check_types(data: dict[str, Any], source: str | None = None) -> None:
     JSON has no implicit conversions here: ``"false"`` is not a boolean (it would be truthy) and ``"512"`` is
     not an integer.
     """
-    types = {f.name: f.type for f in dataclasses.fields(LaSERConfig)}
+    types = {f.name: str(f.type) for f in dataclasses.fields(LaSERConfig)}
     for key, value in data.items():
-        expected = {"int": int, "str": str, "bool": bool}.get(str(types.get(key)), None)
+        annotation = types.get(key, "")
+        if annotation.endswith(" | None") and value is None:
+            continue  # e.g. chat_suffix=None: the default for the chat-template setting
+        expected = {"int": int, "str": str, "bool": bool}.get(annotation.removesuffix(" | None"), None)
         if expected is None:
             continue
         ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
