@@ -234,7 +234,8 @@ class LaSEREmbedding(BaseEmbedding):
         from .provenance import describe_encoder
 
         return describe_encoder(self._encoder, num_thinking_steps=self.num_thinking_steps,
-                                instruction=self.text_instruction, layout="llama_index")  # fmt: skip
+                                instruction=self.text_instruction, layout="llama_index",
+                                truncate_dim=self.truncate_dim)  # fmt: skip
 
     def _encode(self, texts: list[str], kind: Literal["query", "document"], instruction: str | None) -> list[Embedding]:
         return self._encoder.encode(

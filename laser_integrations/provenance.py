@@ -47,7 +47,8 @@ _WINDOWS, _WINDOW = 64, 1 << 20
 
 # Keys whose difference means the collection's vectors and this encoder's are not comparable.
 # (layout: Haystack and LlamaIndex lay out payloads differently; one reading the other's gets empty documents.)
-READER_KEYS = ("dimension", "weights_sha256", "num_thinking_steps", "laser_config", "layout")
+READER_KEYS = ("dimension", "weights_sha256", "num_thinking_steps", "laser_config", "layout", "truncate_dim",
+               "precision")
 # A writer must also embed documents exactly as the rest of the collection was embedded.
 WRITER_KEYS = (*READER_KEYS, "document_instruction", "embedded_fields", "prefix", "suffix", "normalize")
 # laser_config keys that only shape queries per call (an instruction given with the query is normal use).
@@ -144,6 +145,8 @@ def describe_encoder(
     prefix: str = "",
     suffix: str = "",
     layout: str = "haystack",
+    truncate_dim: int | None = None,
+    precision: str = "float32",
 ) -> dict[str, Any]:
     """The provenance record of a collection filled (or searched) by ``encoder`` with these per-call settings.
 
@@ -154,6 +157,7 @@ def describe_encoder(
         embedded_fields: meta fields embedded with the text (``laser index`` embeds ``title`` unless --no-title).
         prefix, suffix: texts put around each document (Haystack embedders).
         layout: ``"haystack"`` or ``"llama_index"`` (their payloads differ).
+        truncate_dim, precision: the embedders' Matryoshka truncation and quantization (queries must match).
     """
     from .latent import unwrap_causal_lm
     from .loading import checkpoint_source
@@ -176,6 +180,8 @@ def describe_encoder(
         "normalize": bool(config.normalize),
         "dimension": encoder.dimension,
         "layout": layout,
+        "truncate_dim": truncate_dim,
+        "precision": precision,
     }
 
 
@@ -202,6 +208,8 @@ def provenance_of(component: Any) -> dict[str, Any]:
         embedded_fields=getattr(component, "meta_fields_to_embed", ()),
         prefix=getattr(component, "prefix", ""),
         suffix=getattr(component, "suffix", ""),
+        truncate_dim=getattr(component, "truncate_dim", None),
+        precision=getattr(component, "precision", "float32"),
     )
 
 
@@ -350,11 +358,9 @@ def ensure_provenance(
     return stored
 
 
-def check_haystack_store(
-    store: Any, encoder: LaSEREncoder, *, num_thinking_steps: int | None = None, allow_mismatch: bool = False
-) -> None:
+def check_haystack_store(store: Any, embedder: Any, *, allow_mismatch: bool = False) -> None:
     """A reader's check of a Haystack ``QdrantDocumentStore`` against the query ``encoder`` (the LaSER retrievers
-    run it at warm-up): another model, K or format raises :class:`ProvenanceMismatchError`, or warns with
+    run it at warm-up with their warmed-up ``LaSERTextEmbedder``): another model, K or format raises :class:`ProvenanceMismatchError`, or warns with
     ``allow_mismatch``; a collection without a record warns."""
     if store.url:
         where = f"Qdrant server {store.url}"
@@ -363,6 +369,8 @@ def check_haystack_store(
     else:
         where = "in-memory Qdrant" if store.location == ":memory:" else "the QdrantDocumentStore"
     store._initialize_client()  # noqa: SLF001 - the store's own (possibly embedded, single-holder) client
-    record = describe_encoder(encoder, num_thinking_steps=num_thinking_steps)
+    record = describe_encoder(embedder.encoder, num_thinking_steps=embedder.num_thinking_steps,
+                              truncate_dim=getattr(embedder, "truncate_dim", None),
+                              precision=getattr(embedder, "precision", "float32"))  # fmt: skip
     ensure_provenance(store._client, store.index, record, role="reader", where=where,  # noqa: SLF001
                       allow_mismatch=allow_mismatch)  # fmt: skip

@@ -155,6 +155,8 @@ def test_check_provenance_is_a_pure_function_for_workers(symmetric_encoder_dir):
         check_provenance(record, other, role="reader", collection="c")
     with pytest.warns(ProvenanceWarning, match="searching anyway"):
         check_provenance(record, other, role="reader", collection="c", allow_mismatch=True)
+    with pytest.raises(ProvenanceMismatchError, match="precision: collection 'int8', this encoder 'float32'"):
+        check_provenance({**record, "precision": "int8"}, record, role="reader", collection="c")
     # The library version and the name the checkpoint was given by are recorded but do not matter.
     check_provenance(record, {**record, "checkpoint": "elsewhere", "library_version": "9"}, role="writer", collection="c")
 

@@ -152,9 +152,7 @@ class LaSERHybridRetriever:
         from laser_integrations.provenance import check_haystack_store
 
         try:  # another model, K or format than the collection's: refused (or warned about, when allowed)
-            check_haystack_store(self.document_store, self._embedder.encoder,  # type: ignore[arg-type]
-                                 num_thinking_steps=self._embedder.num_thinking_steps,
-                                 allow_mismatch=self.allow_model_mismatch)  # fmt: skip
+            check_haystack_store(self.document_store, self._embedder, allow_mismatch=self.allow_model_mismatch)
         except BaseException:
             self._embedder.encoder = None  # not warmed up: the next call checks again
             raise

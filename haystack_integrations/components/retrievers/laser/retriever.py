@@ -186,9 +186,7 @@ class LaSERRetriever:
         """Refuse (or warn about) a collection that records another model, K or input format than this one."""
         from laser_integrations.provenance import check_haystack_store
 
-        check_haystack_store(self.document_store, self._embedder.encoder,  # type: ignore[arg-type]
-                             num_thinking_steps=self._embedder.num_thinking_steps,
-                             allow_mismatch=self.allow_model_mismatch)  # fmt: skip
+        check_haystack_store(self.document_store, self._embedder, allow_mismatch=self.allow_model_mismatch)
 
     async def warm_up_async(self) -> None:
         """:meth:`warm_up` in a worker thread, so loading does not block the event loop."""
