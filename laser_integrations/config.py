@@ -55,6 +55,7 @@ class LaSERConfig:
     normalize: bool = True
 
     def __post_init__(self) -> None:
+        check_types(self.to_dict())
         validate_num_thinking_steps(self.num_thinking_steps)
         if self.chat_suffix is None:
             # The think block belongs to Qwen3's chat format; without the chat template it would surprise.
@@ -86,12 +87,24 @@ class LaSERConfig:
         return {key: getattr(self, key) for key in self.config_keys()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LaSERConfig:
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> LaSERConfig:
+        """A config from ``data`` (``source``, e.g. the file it was read from, is named in errors)."""
+        where = f" in {source}" if source else ""
+        if not isinstance(data, dict):
+            msg = f"A LaSER config must be a JSON object of keys to values{where}, got {type(data).__name__}."
+            raise ValueError(msg)
         unknown = sorted(set(data) - set(cls.config_keys()))
         if unknown:
-            msg = f"Unknown LaSERConfig keys {unknown}. Valid keys are: {cls.config_keys()}."
+            msg = f"Unknown LaSERConfig keys {unknown}{where}. Valid keys are: {cls.config_keys()}."
             raise ValueError(msg)
-        return cls(**data)
+        check_types(data, source)
+        try:
+            return cls(**data)
+        except ValueError as e:
+            if not source:
+                raise
+            msg = f"{source}: {e}"
+            raise ValueError(msg) from e
 
     def replace(self, **overrides: Any) -> LaSERConfig:
         """A copy with ``overrides`` applied (validated like the constructor).
@@ -116,10 +129,10 @@ class LaSERConfig:
             path = path / CONFIG_NAME
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             msg = f"{path} is not valid JSON: {e}"
             raise ValueError(msg) from e
-        return cls.from_dict(data)
+        return cls.from_dict(data, source=str(path))
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> LaSERConfig:
@@ -132,6 +145,30 @@ class LaSERConfig:
 
 def default_chat_suffix(use_chat_template: bool) -> str:
     return QWEN3_EMPTY_THINK if use_chat_template else ""
+
+
+_TYPE_NAMES = {bool: "a boolean (true or false)", int: "an integer", str: "a string"}
+
+
+def check_types(data: dict[str, Any], source: str | None = None) -> None:
+    """Raise a ``ValueError`` naming the source, key, value and expected type of the first ill-typed value.
+
+    JSON has no implicit conversions here: ``"false"`` is not a boolean (it would be truthy) and ``"512"`` is
+    not an integer.
+    """
+    types = {f.name: str(f.type) for f in dataclasses.fields(LaSERConfig)}
+    for key, value in data.items():
+        annotation = types.get(key, "")
+        if annotation.endswith(" | None") and value is None:
+            continue  # e.g. chat_suffix=None: the default for the chat-template setting
+        expected = {"int": int, "str": str, "bool": bool}.get(annotation.removesuffix(" | None"), None)
+        if expected is None:
+            continue
+        ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+        if not ok:
+            where = f"{source}: " if source else ""
+            msg = f"{where}{key} must be {_TYPE_NAMES[expected]}, got {type(value).__name__} {value!r}."
+            raise ValueError(msg)
 
 
 def validate_num_thinking_steps(k: Any) -> int:

@@ -177,11 +177,14 @@ def _load_embedder(job: IndexJob, device: str) -> Any:
     return embedder
 
 
-def _open_worker_store(job: IndexJob, dimension: int) -> Any:
+def _open_worker_store(job: IndexJob, dimension: int, embedder: Any) -> Any:
+    from .provenance import provenance_of
     from .qdrant import open_document_store
 
-    # The parent created (or recreated) the collection; a worker only opens it, with the opener's checks.
-    return open_document_store(**{**job.store_kwargs, "recreate": False}, embedding_dim=dimension)
+    # The parent created (or recreated) the collection; a worker only opens it, with the opener's checks (its
+    # vector size and the model recorded in it: laser_integrations.provenance).
+    return open_document_store(**{**job.store_kwargs, "recreate": False}, embedding_dim=dimension,
+                               provenance=provenance_of(embedder))  # fmt: skip
 
 
 def _index_worker(rank: int, world: int, device: str, threads: int, job: IndexJob, results: Any, replies: Any,
@@ -190,10 +193,13 @@ def _index_worker(rank: int, world: int, device: str, threads: int, job: IndexJo
     try:
         setup_worker(device, threads, results)
         embedder = _load_embedder(job, device)
-        _put(results, ("ready", rank, embedder.encoder.dimension), parent_pid)
+        from .provenance import provenance_of
+
+        # The dimension and the provenance record: the parent checks (and records) it before anything is written.
+        _put(results, ("ready", rank, (embedder.encoder.dimension, provenance_of(embedder))), parent_pid)
         if _get(replies, parent_pid) != "go":  # the parent could not open the collection
             return
-        store = _open_worker_store(job, embedder.encoder.dimension) if job.server else None
+        store = _open_worker_store(job, embedder.encoder.dimension, embedder) if job.server else None
         for chunk in chunks(shard_records(job.corpus, rank, world), job.chunk_size):
             ids = [r["id"] for r in chunk]
             if store is not None:
@@ -274,6 +280,7 @@ def index_with_workers(job: IndexJob, devices: Sequence[str], *, threads_per_pro
         # The workers load the model; the collection is opened once they report its dimension, so the
         # parent never holds the weights.
         dimensions: dict[int, int] = {}
+        records: dict[int, dict[str, Any]] = {}  # each worker's provenance record (the same model: the same record)
         while len(dimensions) < world:
             try:
                 kind, rank, value = results.get(timeout=_POLL_S)
@@ -287,8 +294,8 @@ def index_with_workers(job: IndexJob, devices: Sequence[str], *, threads_per_pro
                 msg = f"worker {rank} ({devices[rank]}) failed to start: {value}"
                 raise IndexingFailed(msg)
             elif kind == "ready":
-                dimensions[rank] = value
-        store = open_document_store(**job.store_kwargs, embedding_dim=dimensions[0])
+                dimensions[rank], records[rank] = value
+        store = open_document_store(**job.store_kwargs, embedding_dim=dimensions[0], provenance=records[0])
         client = getattr(store, "_client", None)  # qdrant-haystack keeps its connected QdrantClient here
         restore_m = begin_bulk_load(client, collection) if job.server and job.bulk_load else None
         if not job.server and total is not None:
@@ -375,11 +382,14 @@ def index_as_rank(job: IndexJob, rank: int, world: int, device: str, *, progress
     restore_m = None
     store = None
     if rank == 0:
-        store = open_document_store(**job.store_kwargs, embedding_dim=dimension)  # creates or recreates it
+        from .provenance import provenance_of
+
+        # Creates or recreates it; refuses a collection of another model (laser_integrations.provenance).
+        store = open_document_store(**job.store_kwargs, embedding_dim=dimension, provenance=provenance_of(embedder))
         restore_m = begin_bulk_load(store._client, job.store_kwargs.get("collection")) if job.bulk_load else None
     dist.barrier()
     if store is None:
-        store = _open_worker_store(job, dimension)
+        store = _open_worker_store(job, dimension, embedder)
     written = skipped = 0
     try:
         with tqdm(desc=f"Indexing shard {rank + 1}/{world}", unit="doc", disable=not progress) as bar:

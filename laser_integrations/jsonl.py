@@ -19,8 +19,16 @@ def read_jsonl(path: str | os.PathLike, error: type[Exception] = ValueError) -> 
             ``ValueError`` subclass, e.g. the trainer's ``DataError``); the message names the file and line.
     """
     path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with path.open("rb") as f:  # bytes, so that a byte that is not UTF-8 is reported with its line
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                msg = (
+                    f"{path}:{lineno}: byte {raw[e.start]:#04x} at column {e.start + 1} is not UTF-8; save the file "
+                    "as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
+                )
+                raise error(msg) from e
             if not line.strip():
                 continue
             try:

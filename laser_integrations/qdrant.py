@@ -11,7 +11,9 @@ Three ways to reach Qdrant, one set of client calls:
   calls as embedded mode, but the test suite cannot exercise it on machines without a Qdrant server.
 
 Every opener checks an existing collection's vector size against the encoder's dimension before anything is
-written, and turns the embedded folder's lock error into one that names the folder and the fix.
+written, and turns the embedded folder's lock error into one that names the folder and the fix. Given the
+encoder's provenance record (``provenance=`` / ``embed_model=``), an opener also checks and records which model
+fills the collection (see :mod:`laser_integrations.provenance`); ``read_only=True`` never creates anything.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ class CollectionDimensionError(ValueError):
 
 class StorageLockedError(RuntimeError):
     """The embedded Qdrant folder is held by another process (or another client in this one)."""
+
+
+class CollectionNotFoundError(FileNotFoundError):
+    """``read_only=True``: the Qdrant folder or the collection does not exist (nothing was created)."""
+
+
+class QdrantUnreachableError(ConnectionError):
+    """The Qdrant server at ``url`` did not answer."""
 
 
 class CollectionLayoutError(ValueError):
@@ -142,6 +152,81 @@ def _locked_error(folder: str) -> StorageLockedError:
 
 def _is_lock_error(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and "already accessed by another instance" in str(error)
+
+
+def _is_connection_error(error: BaseException | None) -> bool:
+    """A refused/failed connection, as qdrant-client raises it (ResponseHandlingException around httpx's)."""
+    import httpx
+
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, (ConnectionError, httpx.TransportError)):
+            return True
+        if type(error).__name__ == "ResponseHandlingException":  # qdrant-client's wrapper of a failed request
+            return True
+        if getattr(error, "status_code", None) in (401, 403):  # qdrant-client's UnexpectedResponse: a bad API key
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def _unreachable(url: str, error: BaseException) -> QdrantUnreachableError:
+    cause: BaseException | None = error
+    while cause is not None and getattr(cause, "status_code", None) is None:
+        cause = cause.__cause__ or cause.__context__
+    error = cause if cause is not None else error
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if getattr(error, "status_code", None) in (401, 403):
+        msg = (
+            f"The Qdrant server at {url} refused the request ({reason}): its API key is missing or wrong. Put the "
+            f"key in the environment variable {API_KEY_ENV} (or the one named by --api-key-env / api_key=Secret...)."
+        )
+    else:
+        msg = f"Cannot reach the Qdrant server at {url} ({reason}); check the URL and that the server is running."
+    return QdrantUnreachableError(msg)
+
+
+def _qdrant_folders(parent: Path) -> list[str]:
+    """Sub-folders of ``parent`` that hold an embedded Qdrant (meta.json), for 'did you mean' messages."""
+    if not parent.is_dir():
+        return []
+    return sorted(p.name for p in parent.iterdir() if (p / "meta.json").is_file())
+
+
+def require_collection(
+    collection: str,
+    *,
+    path: str | Path | None = None,
+    location: str | None = None,
+    url: str | None = None,
+    api_key: Secret | None = None,
+) -> None:
+    """Raise :class:`CollectionNotFoundError` (naming what exists) unless ``collection`` exists; creates nothing.
+
+    Used by the readers (``read_only=True``, ``laser search``), so a mistyped folder or collection name is an error
+    instead of a new, empty collection.
+    """
+    params, where = _connection(path, location, url)
+    if "path" in params:
+        folder = Path(params["path"])
+        if not (folder / "meta.json").is_file():
+            others = _qdrant_folders(folder.parent if folder.parent != folder else Path("."))
+            hint = f" Qdrant folders in {str(folder.parent)!r}: {others}." if others else ""
+            what = "is not an embedded Qdrant folder (no meta.json)" if folder.exists() else "does not exist"
+            msg = f"{str(folder)!r} {what}; give the folder `laser index` wrote (--path).{hint}"
+            raise CollectionNotFoundError(msg)
+    with closing(open_client(path=path, location=location, url=url, api_key=api_key)) as client:
+        try:
+            if client.collection_exists(collection):
+                return
+            names = sorted(c.name for c in client.get_collections().collections)
+        except Exception as e:
+            if url is not None and _is_connection_error(e):
+                raise _unreachable(url, e) from e
+            raise
+    holds = names or "no collections"
+    msg = f"Collection {collection!r} does not exist in {where}; it holds {holds} (--collection)."
+    raise CollectionNotFoundError(msg)
 
 
 def open_client(
@@ -244,7 +329,7 @@ def _edge_engine(engine: str, opener: str, **given: Any) -> bool:
         msg = (
             f"{opener}(engine='edge') opens an embedded Qdrant Edge folder (path=...); it cannot take "
             f"{', '.join(refused)} (location/url/api_key and shards are qdrant-client's, hybrid search on Edge "
-            "is not built yet). Remove them, or use engine='client'."
+            "and the provenance record on Edge are not built yet). Remove them, or use engine='client'."
         )
         raise ValueError(msg)
     _require("qdrant_edge", "qdrant")
@@ -266,6 +351,9 @@ def open_document_store(
     replication_factor: int | None = None,
     write_consistency_factor: int | None = None,
     engine: str = "client",
+    provenance: dict[str, Any] | None = None,
+    read_only: bool = False,
+    allow_model_mismatch: bool = False,
     **store_kwargs: Any,
 ) -> QdrantDocumentStore | QdrantEdgeDocumentStore:
     """A connected Haystack ``QdrantDocumentStore`` (cosine) for LaSER vectors of size ``embedding_dim``.
@@ -294,6 +382,11 @@ def open_document_store(
         engine: ``"client"`` (qdrant-client: its local mode for ``path``/``location``, a server for ``url``) or
             ``"edge"``: a ``QdrantEdgeDocumentStore`` in the folder ``path/collection``, Qdrant's own engine
             in-process, with HNSW, quantization and payload indexes (docs/edge.md).
+        provenance: the encoder's record (:func:`laser_integrations.provenance.describe_encoder`): a writer records
+            it in a new collection and refuses a collection made by another model; a reader (``read_only``) checks it.
+        read_only: for searching: the folder and the collection must exist (nothing is created) and ``provenance``
+            is checked as a reader's.
+        allow_model_mismatch: a reader whose ``provenance`` differs from the collection's gets a warning, not an error.
         **store_kwargs: other ``QdrantDocumentStore`` arguments (``write_batch_size``, ``payload_fields_to_index``;
             on a server also ``hnsw_config``, ``quantization_config``, ``on_disk``...), or with ``engine="edge"``
             ``QdrantEdgeDocumentStore``'s (``hnsw_config``, ``quantization_config``, ``search_params``...).
@@ -301,13 +394,17 @@ def open_document_store(
     Raises:
         CollectionDimensionError: the collection exists with another vector size.
         CollectionLayoutError: ``hybrid`` does not match how the collection was created.
+        CollectionNotFoundError: ``read_only`` and the folder or collection does not exist.
+        ProvenanceMismatchError: the collection was filled by another model or document format.
+        QdrantUnreachableError: the server at ``url`` does not answer.
         StorageLockedError: the embedded folder is held by another process.
         ValueError: a server-only setting (``hnsw_config``, ``quantization_config``, ``shard_number``...) in
             embedded mode, where Qdrant would ignore it.
     """
     if _edge_engine(engine, "open_document_store", location=location, url=url, api_key=api_key, hybrid=hybrid,
                     shard_number=shard_number, replication_factor=replication_factor,
-                    write_consistency_factor=write_consistency_factor):  # fmt: skip
+                    write_consistency_factor=write_consistency_factor, provenance=provenance,
+                    read_only=read_only, allow_model_mismatch=allow_model_mismatch):  # fmt: skip
         _require("haystack_integrations.document_stores.laser_edge", "haystack")
         from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentStore
 
@@ -345,7 +442,15 @@ def open_document_store(
         )
         if value is not None
     }
-    if "path" in params:
+    if read_only:
+        if recreate:
+            msg = "read_only=True cannot recreate the collection; open it for writing to rebuild it."
+            raise ValueError(msg)
+        require_collection(collection, path=path, location=location, url=url, api_key=api_key)
+    elif "path" in params:
+        if Path(params["path"]).exists() and not Path(params["path"]).is_dir():
+            msg = f"{params['path']!r} is a file, not an embedded Qdrant folder; give a folder (--path / path=...)."
+            raise NotADirectoryError(msg)
         Path(params["path"]).mkdir(parents=True, exist_ok=True)
     store = QdrantDocumentStore(
         **params,
@@ -368,6 +473,8 @@ def open_document_store(
             raise _locked_error(params["path"]) from e
         raise
     except QdrantStoreError as e:
+        if url is not None and _is_connection_error(e):
+            raise _unreachable(url, e) from e
         if "sparse" not in str(e):
             raise
         store.close()
@@ -379,9 +486,29 @@ def open_document_store(
         with closing(open_client(path=path, location=location, url=url, api_key=api_key)) as client:
             size = collection_vector_size(client, collection) or "another"
         raise _dimension_error(collection, size, embedding_dim, where) from e
+    except Exception as e:
+        if url is not None and _is_connection_error(e):
+            raise _unreachable(url, e) from e
+        raise
+    if provenance is not None:
+        _check_store_provenance(store, collection, provenance, where, read_only, allow_model_mismatch)
     if "path" in params:
         warn_large_collection(collection, count)
     return store
+
+
+def _check_store_provenance(
+    store: QdrantDocumentStore, collection: str, record: dict[str, Any], where: str, read_only: bool, allow: bool
+) -> None:
+    """Check (and for a writer of a new collection, record) the model of a connected Haystack store."""
+    from .provenance import ensure_provenance
+
+    try:
+        ensure_provenance(store._client, collection, record, role="reader" if read_only else "writer",  # noqa: SLF001
+                          where=where, allow_mismatch=allow)  # fmt: skip
+    except BaseException:
+        store.close()  # release the embedded folder: nothing was written
+        raise
 
 
 def warn_large_collection(collection: str, count: int) -> None:
@@ -435,7 +562,7 @@ def is_local_client(client: Any) -> bool:
 
 def open_vector_store(
     *,
-    embedding_dim: int,
+    embedding_dim: int | None = None,
     path: str | Path | None = None,
     location: str | None = None,
     url: str | None = None,
@@ -448,6 +575,9 @@ def open_vector_store(
     replication_factor: int | None = None,
     write_consistency_factor: int | None = None,
     client: QdrantClient | None = None,
+    embed_model: Any = None,
+    read_only: bool = False,
+    allow_model_mismatch: bool = False,
     aclient: Any = None,
     engine: str = "client",
     **store_kwargs: Any,
@@ -477,6 +607,12 @@ def open_vector_store(
             corpus' mean with ``BM25SparseEncoder.fit(texts)``).
         shard_number, replication_factor, write_consistency_factor: for a new collection on a server/cluster.
         client: an already open ``QdrantClient`` (then path/location/url are not used).
+        embed_model: the ``LaSEREmbedding`` that fills (or searches) the collection; its dimension is
+            ``embedding_dim``, and its provenance is recorded in a new collection and checked against an existing
+            one (another model or format is refused).
+        read_only: for querying an existing index: the collection must exist (nothing is created) and
+            ``embed_model`` is checked as a reader's (its weights, K and input format).
+        allow_model_mismatch: a reader whose ``embed_model`` differs from the collection's gets a warning instead.
         aclient: its ``AsyncQdrantClient``; default: derived as above for a local ``client``, none for a server one.
         engine: ``"client"`` (qdrant-client, as above) or ``"edge"``: a ``QdrantEdgeVectorStore`` in the folder
             ``path/collection``, Qdrant's own engine in-process (docs/edge.md).
@@ -484,6 +620,8 @@ def open_vector_store(
 
     Raises:
         CollectionDimensionError: the collection exists with another vector size.
+        CollectionNotFoundError: ``read_only`` and the collection does not exist.
+        ProvenanceMismatchError: the collection was filled by another model or format.
         StorageLockedError: the embedded folder is held by another process.
         ValueError: a server-only setting (``quantization_config``, HNSW in ``dense_config``, shards) in embedded
             mode, where Qdrant would ignore it.
@@ -491,7 +629,8 @@ def open_vector_store(
     if _edge_engine(engine, "open_vector_store", location=location, url=url, api_key=api_key, hybrid=hybrid,
                     shard_number=shard_number, replication_factor=replication_factor,
                     write_consistency_factor=write_consistency_factor, client=client, aclient=aclient,
-                    sparse_encoder=sparse_encoder):  # fmt: skip
+                    sparse_encoder=sparse_encoder, embed_model=embed_model, read_only=read_only,
+                    allow_model_mismatch=allow_model_mismatch):  # fmt: skip
         _require("llama_index.core", "llama-index")
         from . import edge
         from .edge_vector_store import QdrantEdgeVectorStore
@@ -507,6 +646,17 @@ def open_vector_store(
     _require("llama_index.vector_stores.qdrant", "llama-index")
     from llama_index.vector_stores.qdrant import QdrantVectorStore
 
+    if embedding_dim is None:
+        if embed_model is None:
+            msg = "Give embedding_dim=... or embed_model=LaSEREmbedding(...) (whose dimension is used)."
+            raise TypeError(msg)
+        embedding_dim = int(embed_model.dimension)
+    if read_only and recreate:
+        msg = "read_only=True cannot recreate the collection; open it for writing to rebuild it."
+        raise ValueError(msg)
+    if read_only and client is None:
+        require_collection(collection, path=path, location=location, url=url, api_key=api_key)
+    owns_client = client is None
     for name in ("enable_hybrid", "sparse_doc_fn", "sparse_query_fn", "hybrid_fusion_fn", "sparse_config"):
         if name in store_kwargs and hybrid:
             msg = f"open_vector_store(hybrid=True) sets {name} itself; pass either hybrid=True or your own {name}."
@@ -560,7 +710,7 @@ def open_vector_store(
         msg = "sparse_encoder is used by hybrid search only; pass hybrid=True as well, or drop sparse_encoder."
         raise ValueError(msg)
     with _quiet_unsynced_warning():
-        return QdrantVectorStore(
+        store = QdrantVectorStore(
             collection_name=collection,
             client=client,
             aclient=aclient,
@@ -569,6 +719,33 @@ def open_vector_store(
             write_consistency_factor=write_consistency_factor,
             **store_kwargs,
         )
+    if embed_model is not None:
+        try:
+            _check_vector_store_provenance(store, client, collection, embed_model, embedding_dim, where, read_only,
+                                           allow_model_mismatch)  # fmt: skip
+        except BaseException:
+            if owns_client:
+                client.close()  # release the embedded folder: nothing was written
+            raise
+    return store
+
+
+def _check_vector_store_provenance(
+    store: QdrantVectorStore, client: QdrantClient, collection: str, embed_model: Any, dimension: int, where: str,
+    read_only: bool, allow: bool,
+) -> None:  # fmt: skip
+    """Check the LlamaIndex collection's model; a writer creates a missing collection now, to record it."""
+    from .provenance import ensure_provenance
+
+    if read_only and not client.collection_exists(collection):
+        msg = f"Collection {collection!r} does not exist in {where} (read_only=True creates nothing)."
+        raise CollectionNotFoundError(msg)
+    if not read_only and not client.collection_exists(collection):
+        # QdrantVectorStore creates its collection on the first insert; create it the same way now, so the record
+        # is there before the first vector.
+        store._create_collection(collection, dimension)  # noqa: SLF001
+    ensure_provenance(client, collection, embed_model.provenance_record(), role="reader" if read_only else "writer",
+                      where=where, allow_mismatch=allow)  # fmt: skip
 
 
 @contextmanager

@@ -41,7 +41,7 @@ def stored_ids(tmp_path) -> list[str]:
 def test_index_then_search_prints_hits_with_scores(common, tmp_path, capsys):
     corpus = write_jsonl(tmp_path / "corpus.jsonl", CORPUS)
     assert main(["index", str(corpus), *common, "--chunk-size", "2"]) == 0
-    assert "Indexed 5 new documents (0 already present)" in capsys.readouterr().out
+    assert "Indexed 5 new documents (0 already present, 0 re-embedded" in capsys.readouterr().out
     assert main(["search", CORPUS[2]["text"], *common, "--top-k", "3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
@@ -61,7 +61,7 @@ def test_resumed_run_skips_what_is_already_indexed(common, tmp_path, capsys):
     beir.mkdir()
     write_jsonl(beir / "corpus.jsonl", CORPUS)
     assert main(["index", str(beir), *common]) == 0
-    assert "Indexed 2 new documents (3 already present)" in capsys.readouterr().out
+    assert "Indexed 2 new documents (3 already present, 0 re-embedded" in capsys.readouterr().out
     assert stored_ids(tmp_path) == sorted(r["_id"] for r in CORPUS)
 
 
@@ -82,7 +82,7 @@ def test_a_killed_run_keeps_its_chunks_and_the_next_run_finishes(common, tmp_pat
     monkeypatch.setattr(LaSEREmbedderBase, "_embed", real_embed)
     assert stored_ids(tmp_path) == ["kraft", "primes"]  # the first chunk was written, and the folder released
     assert main(["index", str(corpus), *common, "--chunk-size", "2"]) == 0
-    assert "Indexed 3 new documents (2 already present)" in capsys.readouterr().out
+    assert "Indexed 3 new documents (2 already present, 0 re-embedded" in capsys.readouterr().out
     assert len(stored_ids(tmp_path)) == 5
 
 
@@ -98,15 +98,16 @@ def test_a_killed_run_keeps_its_chunks_and_the_next_run_finishes(common, tmp_pat
 def test_bad_corpus_fails_before_anything_is_written(common, tmp_path, capsys, lines, match):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert main(["index", str(corpus), *common]) == 1
-    assert stored_ids(tmp_path) == []
+    assert main(["index", str(corpus), *common]) == 2  # bad input
+    assert not (tmp_path / "qdrant").exists()  # nothing was created
     assert re.search(match, capsys.readouterr().err)
 
 
 def test_missing_corpus_and_empty_collection(common, tmp_path, capsys):
-    assert main(["index", str(tmp_path / "nope.jsonl"), *common]) == 1
+    assert main(["index", str(tmp_path / "nope.jsonl"), *common]) == 2
     assert "Corpus" in capsys.readouterr().err
-    assert main(["search", "anything", *common]) == 1
+    open_document_store(path=tmp_path / "qdrant", collection="docs", embedding_dim=64).close()
+    assert main(["search", "anything", *common]) == 2
     assert "is empty; index a corpus first with `laser index CORPUS`" in capsys.readouterr().err
 
 
@@ -150,5 +151,5 @@ def test_hybrid_search_of_a_dense_collection_says_how_to_fix_it(common, tmp_path
     corpus = write_jsonl(tmp_path / "corpus.jsonl", CORPUS[:2])
     assert main(["index", str(corpus), *common, "--no-progress"]) == 0
     capsys.readouterr()
-    assert main(["search", "primes", *common, "--hybrid"]) == 1
+    assert main(["search", "primes", *common, "--hybrid"]) == 2  # bad usage for this collection
     assert "without sparse BM25 vectors, which hybrid search needs" in capsys.readouterr().err

@@ -283,7 +283,7 @@ def test_rebuild_removes_only_what_the_demo_built(tmp_path):
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys):
     code = main(["demo", "--workdir", str(tmp_path / "w"), "--data", str(tmp_path / "nowhere"), "--backbone", "x"])
-    assert code == 1
+    assert code == 2  # bad input (the shared exit-code convention)
     err = capsys.readouterr().err
     assert "laser demo: error" in err and "nowhere" in err
     assert not os.path.exists(tmp_path / "w" / "results.json")

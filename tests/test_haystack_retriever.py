@@ -12,6 +12,7 @@ from haystack.document_stores.types import DuplicatePolicy
 from haystack.utils import ComponentDevice
 
 from laser_integrations.haystack import LaSERDocumentEmbedder, LaSERRetriever
+from laser_integrations.provenance import ProvenanceWarning, provenance_of
 from laser_integrations.qdrant import open_document_store
 
 TEXTS = {
@@ -24,9 +25,10 @@ TEXTS = {
 
 @pytest.fixture(scope="module")
 def store(symmetric_encoder_dir):
-    store = open_document_store(location=":memory:", collection="retriever", embedding_dim=64)
     docs = [Document(id=key, content=text, meta={"topic": topic}) for key, (text, topic) in TEXTS.items()]
     embedder = LaSERDocumentEmbedder(model=str(symmetric_encoder_dir), device=ComponentDevice.from_str("cpu"), progress_bar=False)
+    store = open_document_store(location=":memory:", collection="retriever", embedding_dim=64,
+                                provenance=provenance_of(embedder))  # the retriever checks it at warm-up
     store.write_documents(embedder.run(docs)["documents"], policy=DuplicatePolicy.OVERWRITE)
     return store
 
@@ -47,8 +49,10 @@ def test_finds_each_document_by_its_own_text(store, symmetric_encoder_dir):
 
 
 def test_scores_equal_cosine_of_the_encoders_vectors(store, symmetric_encoder_dir):
-    retriever = make(store, symmetric_encoder_dir, top_k=4, num_thinking_steps=2)
-    hits = retriever.run(query="information of a coin")["documents"]
+    # K=2 queries against K=3 documents: allowed only explicitly, with a warning naming the difference.
+    retriever = make(store, symmetric_encoder_dir, top_k=4, num_thinking_steps=2, allow_model_mismatch=True)
+    with pytest.warns(ProvenanceWarning, match="num_thinking_steps: collection 3, this encoder 2"):
+        hits = retriever.run(query="information of a coin")["documents"]
     encoder = retriever.encoder
     q = encoder.encode_queries(["information of a coin"], num_thinking_steps=2)[0]
     d = encoder.encode_documents([TEXTS[h.id][0] for h in hits])  # stored with the checkpoint's K

@@ -416,7 +416,7 @@ def test_cli_end_to_end(tiny_dir, toy_data, tmp_path, capsys):
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]
     assert yaml.safe_load((out / "train_config.yaml").read_text())["lora_r"] == 4
     assert main(["--config", str(recipe), "--output_dir", str(out), "--bogus", "1"]) == 2
-    assert "Unknown config keys ['--bogus', '1']" in capsys.readouterr().err
+    assert "Unknown config keys ['bogus']" in capsys.readouterr().err  # the key only, not its value
     assert main(["--config", str(recipe), "--output_dir", str(tmp_path / "x"), "--objective", "full"]) == 2
     assert "Valid objectives are" in capsys.readouterr().err
 

@@ -18,6 +18,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--instruction", default=None, help="task instruction (default: the checkpoint's)")
     group.add_argument("--batch-size", type=int, default=32, help="texts embedded at once (default: %(default)s)")
     group.add_argument("--local-files-only", action="store_true", help="never reach the Hugging Face Hub")
+    add_allow_pickle_argument(group)
+
+
+def add_allow_pickle_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--allow-pickle``, for every command that loads a checkpoint (``laser.cli.main`` applies it to every load)."""
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="also load pickled pytorch_model.bin weights (they can run code: only files you trust)")  # fmt: skip
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:

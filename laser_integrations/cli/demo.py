@@ -16,6 +16,7 @@ from pathlib import Path
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from ..demo.run import DEMO_DATA, DEMO_TRAINING, default_workdir
+    from ._qdrant_args import add_allow_pickle_argument
 
     parser = subparsers.add_parser(
         "demo",
@@ -44,6 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--questions", type=int, default=5, help="test questions shown side by side (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=3, help="hits shown per model and question (default: %(default)s)")
     parser.add_argument("--rebuild", action="store_true", help="delete what earlier runs built in --workdir first")
+    add_allow_pickle_argument(parser)
     parser.set_defaults(command="demo")
     return parser
 
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         run_demo(options)
     except (OSError, ValueError, StorageLockedError, CollectionDimensionError) as e:
         # Bad data or options, a locked Qdrant folder, a checkpoint that cannot be loaded: one line, no traceback.
-        print(f"laser demo: error: {e}", file=sys.stderr)
-        return 1
+        from .main import report
+
+        return report("laser demo", e)
     return 0

@@ -39,6 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     from ..evaluation.metrics import DEFAULT_METRICS
     from ..evaluation.run import QUERY_MODES
     from ..evaluation.search import SEARCH_BACKENDS
+    from ._qdrant_args import add_allow_pickle_argument
 
     p = subparsers.add_parser(
         "eval",
@@ -106,6 +107,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="DIR",
         help="write each result's ranking as a TREC run file (DIR/<model>.<dataset>.trec) for trec_eval or ranx",
     )
+    add_allow_pickle_argument(p)
     p.set_defaults(func=run)
     return p
 
@@ -144,8 +146,9 @@ def run(args: argparse.Namespace) -> int:
             hybrid=args.hybrid,
         )  # fmt: skip
     except (FileNotFoundError, ValueError, ImportError, RuntimeError) as e:
-        print(f"laser eval: error: {e}", file=sys.stderr)
-        return 2
+        from .main import report
+
+        return report("laser eval", e)  # the exit status of the shared convention (2 bad input, 1 runtime)
     wall = time.perf_counter() - start
     print(comparison_table(results, args.metrics))
     for r in results:

@@ -1,13 +1,14 @@
 """``laser index CORPUS``: embed a JSONL corpus or a BEIR folder into Qdrant, resumably.
 
-Documents whose ids are already in the collection are skipped, and documents are written in chunks, so a run
-that was stopped keeps what it wrote and the next run picks up where it stopped.
+Documents whose ids are already in the collection with the same text are skipped, and documents are written in
+chunks, so a run that was stopped keeps what it wrote and the next run picks up where it stopped; a document
+whose text changed is embedded again. The collection records the model that filled it (see
+``laser_integrations.provenance``): indexing into it with another model or format is refused.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,16 +66,30 @@ def corpus_file(corpus: Path) -> Path:
     return corpus
 
 
+def _field(path: Path, number: int, record: dict[str, Any], keys: tuple[str, ...], kinds: tuple[type, ...]) -> Any:
+    """The first of ``keys`` present in ``record``; a value of another type is an error naming file, line, field."""
+    key = next((k for k in keys if record.get(k) is not None), None)
+    if key is None:
+        return None
+    value = record[key]
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        want = " or ".join("a string" if k is str else "an integer" for k in kinds)
+        msg = f"{path}:{number}: field {key!r} must be {want}, got {type(value).__name__} {value!r:.60}."
+        raise ValueError(msg)
+    return value
+
+
 def read_corpus(path: Path) -> Iterator[dict[str, Any]]:
     """Yield ``{"id", "text", "title"}`` per line of a JSONL corpus; a bad line is an error naming it."""
     seen: set[str] = set()
     for number, record in read_jsonl(path):
-        doc_id = next((record[k] for k in ID_KEYS if record.get(k) not in (None, "")), None)
-        text = next((record[k] for k in TEXT_KEYS if k in record), None)
+        doc_id = _field(path, number, record, tuple(k for k in ID_KEYS if record.get(k) != ""), (str, int))
+        text = _field(path, number, record, TEXT_KEYS, (str,))
+        title = _field(path, number, record, ("title",), (str,))
         if doc_id is None:
             msg = f"{path}:{number} has no document id; give one of the keys {list(ID_KEYS)}."
             raise ValueError(msg)
-        if text is None and not record.get("title"):
+        if text is None and not title:
             msg = f"{path}:{number} (id {doc_id!r}) has no text; give one of the keys {list(TEXT_KEYS)} or 'title'."
             raise ValueError(msg)
         doc_id = str(doc_id)
@@ -82,12 +97,17 @@ def read_corpus(path: Path) -> Iterator[dict[str, Any]]:
             msg = f"{path}:{number} repeats the document id {doc_id!r}; ids must be unique (each is one point)."
             raise ValueError(msg)
         seen.add(doc_id)
-        yield {"id": doc_id, "text": str(text or ""), "title": str(record.get("title") or "")}
+        yield {"id": doc_id, "text": text or "", "title": title or ""}
 
 
 def validate_corpus(path: Path) -> int:
-    """Read the whole corpus once and return its size, so a bad line fails before anything is written."""
-    return sum(1 for _ in read_corpus(path))
+    """Read the whole corpus once and return its size, so a bad line (or no document) fails before anything is
+    written."""
+    total = sum(1 for _ in read_corpus(path))
+    if total == 0:
+        msg = f"Corpus {str(path)!r} holds no documents; each line must be one JSON object with an id and a text."
+        raise ValueError(msg)
+    return total
 
 
 def _chunks(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -117,73 +137,77 @@ def run(args: argparse.Namespace) -> int:
     if indexing.requested(args):  # several devices/processes or a torchrun rank: the indexing engine
         return indexing.run_cli(args)
     if hint := missing_haystack():
-        print(f"laser index: {hint}", file=sys.stderr)
-        return 1
+        raise ImportError(hint)
     from haystack import Document
     from haystack.document_stores.types import DuplicatePolicy
     from tqdm.auto import tqdm
 
     from haystack_integrations.components.embedders.laser import LaSERDocumentEmbedder
 
-    from ..qdrant import CollectionDimensionError, StorageLockedError, open_document_store, warn_large_collection
+    from ..provenance import CONTENT_HASH_FIELD, content_hash, provenance_of
+    from ..qdrant import open_document_store, warn_large_collection
 
     if args.chunk_size < 1 or args.batch_size < 1:
-        print("laser index: --chunk-size and --batch-size must be positive integers.", file=sys.stderr)
-        return 2
-    try:
-        path = corpus_file(args.corpus)
-        total = validate_corpus(path)
-        embedder = LaSERDocumentEmbedder(
-            **embedder_kwargs(args),
-            batch_size=args.batch_size,
-            progress_bar=False,
-            meta_fields_to_embed=[] if args.no_title else ["title"],
-        )
-        embedder.warm_up()
-        sparse = _sparse_encoder(path, args) if args.hybrid else None
-        store = open_document_store(
-            embedding_dim=embedder.encoder.dimension,  # type: ignore[union-attr]
-            recreate=args.recreate,
-            hybrid=args.hybrid,
-            shard_number=args.shard_number,
-            replication_factor=args.replication_factor,
-            write_consistency_factor=args.write_consistency_factor,
-            progress_bar=False,
-            **store_kwargs(args),
-        )
-    except (FileNotFoundError, CollectionDimensionError, StorageLockedError, ValueError) as e:
-        print(f"laser index: {e}", file=sys.stderr)
-        return 1
+        msg = f"--chunk-size and --batch-size must be positive integers, got {args.chunk_size}, {args.batch_size}."
+        raise ValueError(msg)
+    path = corpus_file(args.corpus)
+    total = validate_corpus(path)
+    fields = [] if args.no_title else ["title"]
+    embedder = LaSERDocumentEmbedder(
+        **embedder_kwargs(args), batch_size=args.batch_size, progress_bar=False, meta_fields_to_embed=fields
+    )
+    embedder.warm_up()
+    sparse = _sparse_encoder(path, args) if args.hybrid else None
+    encoder = embedder.encoder
+    assert encoder is not None  # set by warm_up
+    store = open_document_store(
+        embedding_dim=encoder.dimension,
+        recreate=args.recreate,
+        hybrid=args.hybrid,
+        shard_number=args.shard_number,
+        replication_factor=args.replication_factor,
+        write_consistency_factor=args.write_consistency_factor,
+        progress_bar=False,
+        provenance=provenance_of(embedder),
+        **store_kwargs(args),
+    )
 
-    written = skipped = 0
+    def digest(record: dict[str, Any]) -> str:  # what is embedded: the title (unless --no-title) and the text
+        return content_hash("" if args.no_title else record["title"], record["text"])
+
+    written = updated = skipped = 0
     try:
         with tqdm(total=total, desc=f"Indexing into {args.collection!r}", unit="doc", disable=args.no_progress) as bar:
             for chunk in _chunks(read_corpus(path), args.chunk_size):
-                # Resumable: ids already in the collection were embedded by an earlier (maybe stopped) run.
-                present = {doc.id for doc in store.get_documents_by_id([r["id"] for r in chunk])}
-                todo = [
-                    Document(id=r["id"], content=r["text"], meta={"title": r["title"]} if r["title"] else {})
-                    for r in chunk
-                    if r["id"] not in present
-                ]
+                # Resumable: ids already in the collection with the same text were embedded by an earlier (maybe
+                # stopped) run; a changed text is embedded again.
+                present = store.get_documents_by_id([r["id"] for r in chunk])
+                stored = {doc.id: doc.meta.get(CONTENT_HASH_FIELD) for doc in present}
+                todo = []
+                for r in chunk:
+                    sha = digest(r)
+                    if stored.get(r["id"], "") == sha:
+                        skipped += 1
+                        continue
+                    updated += r["id"] in stored
+                    written += r["id"] not in stored
+                    meta = {"title": r["title"]} if r["title"] else {}
+                    todo.append(Document(id=r["id"], content=r["text"], meta={**meta, CONTENT_HASH_FIELD: sha}))
                 if todo:
                     embedded = embedder.run(todo)["documents"]
                     if sparse is not None:
                         embedded = sparse.run(embedded)["documents"]
                     # OVERWRITE upserts by point id (uuid5 of the document id): never a duplicate point.
                     store.write_documents(embedded, policy=DuplicatePolicy.OVERWRITE)
-                written += len(todo)
-                skipped += len(chunk) - len(todo)
                 bar.update(len(chunk))
-                bar.set_postfix(new=written, skipped=skipped)
+                bar.set_postfix(new=written, updated=updated, skipped=skipped)
         count = store.count_documents()
     finally:
         store.close()  # release the embedded folder even when interrupted; what was written stays
     print(
-        f"Indexed {written} new documents ({skipped} already present) into collection {args.collection!r} "
-        f"in {where(args)}; it holds {count} documents."
+        f"Indexed {written} new documents ({skipped} already present, {updated} re-embedded because their text "
+        f"changed) into collection {args.collection!r} in {where(args)}; it holds {count} documents."
     )
     if not args.url:
         warn_large_collection(args.collection, count)
     return 0
-

@@ -247,6 +247,8 @@ def train_checkpoint(backbone: str, options: DemoOptions, workdir: Path) -> tupl
     if checkpoints:
         say(f"Resuming the interrupted training from {checkpoints[-1]}")
         values["resume_from_checkpoint"] = "latest"
+    else:
+        values["overwrite_output_dir"] = True  # the demo's own folder: what a stopped run left is restarted
     config = build_config(values, "laser demo (laser_integrations.demo.DEMO_TRAINING)")
     trainer = LaSERTrainer(config)
     final = trainer.train()

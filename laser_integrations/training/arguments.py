@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import types
 import typing
@@ -41,8 +42,9 @@ class ModelArguments:
     dtype: str = _f("float32", "dtype of the loaded weights (mixed precision is set by bf16)")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
     teacher_model: str | None = _f(
-        None, "frozen_teacher only: a separate frozen teacher checkpoint (default: the starting backbone)"
+        None, "frozen_teacher only: a separate frozen teacher checkpoint; none = the starting backbone"
     )
+    allow_pickle: bool = _f(False, "also load pickled pytorch_model.bin weights (they run code: only files you trust)")
 
 
 @dataclass
@@ -51,7 +53,7 @@ class DataArguments:
     data_format: str = _f("auto", "auto | jsonl | beir | hf_disk")
     corpus: str | None = _f(None, "JSONL corpus ({_id, title, text}) or BEIR folder that JSONL document ids refer to")
     split: str = _f("train", "BEIR qrels split")
-    instruction: str | None = _f(None, "query instruction when a record has none (default: the LaSER config's)")
+    instruction: str | None = _f(None, "query instruction when a record has none; none = the LaSER config's")
     negatives_per_query: int = _f(1, "hard negatives per query (missing ones are sampled from the document pool)")
     hard_negatives: str = _f(
         "none", "none | bm25: before training, each query without negatives gets the mined_negatives documents BM25 "
@@ -123,7 +125,10 @@ class TrainingArguments:
     save_total_limit: int = _f(2, "checkpoints kept (oldest removed)")
     logging_steps: int = _f(1, "write metrics.jsonl every N steps")
     resume_from_checkpoint: str | None = _f(None, "'latest' or a checkpoint folder")
-    overwrite_output_dir: bool = _f(False, "start over in an output_dir that has checkpoints")
+    overwrite_output_dir: bool = _f(
+        False, "start over in an output_dir that holds an earlier run (its checkpoints, metrics.jsonl and final/ are "
+        "replaced)"
+    )
     export: str = _f("merged", "final export: merged (LoRA merged, safetensors) | adapter")
     progress_bar: bool = _f(True, "show a tqdm bar with the loss terms")
 
@@ -300,6 +305,34 @@ def validate(config: TrainConfig, source: str = "config") -> None:
     if values["teacher_model"] and config.loss.objective != "frozen_teacher":
         msg = f"teacher_model is only used by objective frozen_teacher, not {config.loss.objective!r}; remove it."
         raise ValueError(msg)
+    check_output_dir(config, source)
+
+
+def check_output_dir(config: TrainConfig, source: str = "config") -> None:
+    """Refuse, before anything loads, an output_dir that is a file, or one holding an earlier run's export or
+    metrics with no checkpoint to resume from (a fresh run would replace them; checkpoints are the trainer's
+    own check)."""
+    from .trainer import FINAL, METRICS, list_checkpoints
+
+    t = config.train
+    out = Path(str(t.output_dir)).expanduser()
+    if out.exists() and not out.is_dir():
+        msg = f"output_dir {str(out)!r} is a file, not a folder ({source}); give a folder (it is created if missing)."
+        raise NotADirectoryError(msg)
+    if t.overwrite_output_dir or not out.is_dir():
+        return
+    if list_checkpoints(out):
+        return  # resume or refuse: the trainer decides, naming resume_from_checkpoint
+    if t.resume_from_checkpoint and t.resume_from_checkpoint != "latest":
+        return
+    earlier = [name for name in (FINAL, METRICS) if (out / name).exists()]
+    if earlier:
+        msg = (
+            f"output_dir {str(out)!r} already holds an earlier run ({', '.join(earlier)}) and no checkpoint to resume "
+            f"from ({source}); a new run would replace them. Give a new output_dir, or pass --overwrite_output_dir "
+            "true to replace them."
+        )
+        raise FileExistsError(msg)
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -309,6 +342,9 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(msg)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        msg = f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); save it as UTF-8."
+        raise ValueError(msg) from e
     except yaml.YAMLError as e:
         msg = f"{path} is not valid YAML: {e}"
         raise ValueError(msg) from e
@@ -318,6 +354,19 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def _show_default(value: Any) -> str:
+    """A default as one would write it on the command line or in YAML."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return value if value and value.isprintable() and value.strip() == value else json.dumps(value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--config`` plus one ``--key VALUE`` option per config key, grouped, with help text."""
     parser.add_argument("--config", help="YAML file of config keys; --key VALUE options override it")
@@ -325,16 +374,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         arg_group = parser.add_argument_group(group.__name__)
         for fld in dataclasses.fields(group):
             default = fld.default_factory() if fld.default_factory is not dataclasses.MISSING else fld.default
+            tp, optional = _base_type(fld.type)
+            if fld.name in CHOICES:
+                metavar = "{" + ",".join(CHOICES[fld.name]) + "}"
+            else:
+                metavar = {bool: "BOOL", int: "INT", float: "FLOAT", dict: "MAPPING"}.get(tp, "STR")
+            shown = _show_default(default).replace("%", "%%")  # argparse %-formats help texts
             arg_group.add_argument(
-                f"--{fld.name}", default=argparse.SUPPRESS, metavar="VALUE",
-                help=f"{fld.metadata['help']} (default: {default!r})",
+                f"--{fld.name}", default=argparse.SUPPRESS, metavar=metavar + ("|none" if optional else ""),
+                help=f"{fld.metadata['help']} (default: {shown})",
             )  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Merge the YAML file (if any) and the ``--key VALUE`` overrides into a validated config."""
     values: dict[str, Any] = load_yaml(args.config) if getattr(args, "config", None) else {}
-    source = args.config or "command line"
     overrides = {k: v for k, v in vars(args).items() if k in all_fields()}
     values.update(overrides)
-    return build_config(values, source if not overrides else f"{source} + command line")
+    source = f"{args.config} + command line" if args.config and overrides else args.config or "command line"
+    return build_config(values, source)

@@ -175,7 +175,8 @@ class LaSERTrainer:
     def _load_backbone(self, device: torch.device) -> tuple[nn.Module, Any, LaSERConfig]:
         m = self.config.model
         # Offline aliases and their recipe's input format are resolved by the loader.
-        model, tokenizer, laser_config = load_model_and_tokenizer(m.model, device=device, dtype=m.dtype)
+        model, tokenizer, laser_config = load_model_and_tokenizer(m.model, device=device, dtype=m.dtype,
+                                                                  allow_pickle=m.allow_pickle)  # fmt: skip
         laser_config = laser_config.replace(**{**m.laser_config, "num_thinking_steps": self.k})
         model.config.use_cache = False
         return model, tokenizer, laser_config
@@ -226,8 +227,8 @@ class LaSERTrainer:
         teacher = None
         if self.objective.frozen_teacher and (cfg.model.teacher_model or not cfg.model.lora):
             if cfg.model.teacher_model:
-                teacher = load_model_and_tokenizer(cfg.model.teacher_model, device=acc.device,
-                                                   dtype=cfg.model.dtype)[0]  # fmt: skip
+                teacher = load_model_and_tokenizer(cfg.model.teacher_model, device=acc.device, dtype=cfg.model.dtype,
+                                                   allow_pickle=cfg.model.allow_pickle)[0]  # fmt: skip
             else:
                 teacher = copy.deepcopy(model)
         if cfg.model.gradient_checkpointing:

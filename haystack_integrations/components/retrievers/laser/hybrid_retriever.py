@@ -83,6 +83,7 @@ class LaSERHybridRetriever:
         return_embedding: bool = False,
         filter_policy: str | FilterPolicy = FilterPolicy.REPLACE,
         score_threshold: float | None = None,
+        allow_model_mismatch: bool = False,
     ) -> None:
         """Create the component; nothing loads until :meth:`warm_up` or the first :meth:`run`.
 
@@ -98,6 +99,8 @@ class LaSERHybridRetriever:
         :param return_embedding: Return the Documents' dense and sparse embeddings too.
         :param filter_policy: How run-time filters combine with `filters` ("replace" or "merge").
         :param score_threshold: Drop Documents whose fused RRF score is below this.
+        :param allow_model_mismatch: When the collection records another model, K or input format than this
+            retriever's (see ``laser_integrations.provenance``), warn instead of raising at warm-up.
         """
         if not isinstance(document_store, QdrantDocumentStore):
             msg = f"document_store must be a QdrantDocumentStore, got {type(document_store).__name__}."
@@ -124,6 +127,7 @@ class LaSERHybridRetriever:
         self.filters, self.top_k, self.prefetch_limit, self.rrf_k = filters, top_k, prefetch_limit, rrf_k
         self.k1, self.b = k1, b
         self.return_embedding, self.score_threshold = return_embedding, score_threshold
+        self.allow_model_mismatch = allow_model_mismatch
         self.filter_policy = FilterPolicy.from_str(filter_policy) if isinstance(filter_policy, str) else filter_policy
 
     @property
@@ -145,6 +149,13 @@ class LaSERHybridRetriever:
                 "dimensions. Search a collection that was indexed with this model."
             )
             raise ValueError(msg)
+        from laser_integrations.provenance import check_haystack_store
+
+        try:  # another model, K or format than the collection's: refused (or warned about, when allowed)
+            check_haystack_store(self.document_store, self._embedder, allow_mismatch=self.allow_model_mismatch)
+        except BaseException:
+            self._embedder.encoder = None  # not warmed up: the next call checks again
+            raise
 
     def to_dict(self) -> dict[str, Any]:
         """Serialize to ``{"type", "init_parameters"}`` (the document store included)."""
@@ -155,7 +166,7 @@ class LaSERHybridRetriever:
             document_store=self.document_store.to_dict(), filters=self.filters, top_k=self.top_k,
             prefetch_limit=self.prefetch_limit, rrf_k=self.rrf_k, k1=self.k1, b=self.b,
             return_embedding=self.return_embedding, filter_policy=self.filter_policy.value,
-            score_threshold=self.score_threshold,
+            score_threshold=self.score_threshold, allow_model_mismatch=self.allow_model_mismatch,
         )  # fmt: skip
 
     @classmethod

@@ -89,6 +89,7 @@ class LaSERRetriever:
         score_threshold: float | None = None,
         group_by: str | None = None,
         group_size: int | None = None,
+        allow_model_mismatch: bool = False,
     ) -> None:
         """Create the component; nothing loads until :meth:`warm_up` or the first :meth:`run`.
 
@@ -122,6 +123,8 @@ class LaSERRetriever:
         :param score_threshold: Drop Documents scoring below this.
         :param group_by: Payload field to group the hits by (e.g. ``"meta.source"``); at most `group_size` per group.
         :param group_size: Maximum number of Documents per group (Qdrant's default: 3).
+        :param allow_model_mismatch: When the collection records another model, K or input format than this
+            retriever's (see ``laser_integrations.provenance``), warn instead of raising at warm-up.
         :raises DocumentStoreTypeError: `document_store` is not a ``QdrantDocumentStore`` (a TypeError and a
             ValueError, the type ``QdrantEmbeddingRetriever`` raises).
         """
@@ -147,6 +150,7 @@ class LaSERRetriever:
             group_by=group_by, group_size=group_size,
         )  # fmt: skip
         self.document_store = document_store
+        self.allow_model_mismatch = allow_model_mismatch
 
     @property
     def encoder(self) -> LaSEREncoder | None:
@@ -176,6 +180,17 @@ class LaSERRetriever:
                 "collection that was indexed with this model."
             )
             raise ValueError(msg)
+        try:
+            self._check_provenance()
+        except BaseException:
+            self._embedder.encoder = None  # not warmed up: the next call checks again
+            raise
+
+    def _check_provenance(self) -> None:
+        """Refuse (or warn about) a collection that records another model, K or input format than this one."""
+        from laser_integrations.provenance import check_haystack_store
+
+        check_haystack_store(self.document_store, self._embedder, allow_mismatch=self.allow_model_mismatch)
 
     async def warm_up_async(self) -> None:
         """:meth:`warm_up` in a worker thread, so loading does not block the event loop."""
@@ -187,6 +202,7 @@ class LaSERRetriever:
         retriever = self._retriever.to_dict()["init_parameters"]
         params = {name: embedder[name] for name in _EMBEDDER_PARAMETERS}
         params.update(retriever)  # document_store (as a dict), filters, top_k, filter_policy, group_by, ...
+        params["allow_model_mismatch"] = self.allow_model_mismatch
         data = default_to_dict(self)
         data["init_parameters"] = params
         return data
