@@ -362,6 +362,14 @@ def check_haystack_store(store: Any, embedder: Any, *, allow_mismatch: bool = Fa
     """A reader's check of a Haystack ``QdrantDocumentStore`` against the query ``encoder`` (the LaSER retrievers
     run it at warm-up with their warmed-up ``LaSERTextEmbedder``): another model, K or format raises :class:`ProvenanceMismatchError`, or warns with
     ``allow_mismatch``; a collection without a record warns."""
+    if type(store).__name__ == "QdrantEdgeDocumentStore":
+        # Edge shards keep no collection metadata in this version: say so instead of checking nothing silently.
+        warnings.warn(
+            f"{type(store).__name__} at {str(getattr(store, 'path', '?'))!r} does not record which model filled it, "
+            "so the query encoder cannot be checked against it; search it only with the model that indexed it.",
+            stacklevel=3,
+        )
+        return
     if store.url:
         where = f"Qdrant server {store.url}"
     elif store.path:
