@@ -172,7 +172,7 @@ def test_backend_other_than_torch_is_refused_with_the_reason(cls):
         ({"prompt_name": "query"}, "'prompt_name': LaSER has no named prompts.*instruction"),
         ({"batch_size": 4}, "'batch_size' is set by the component's batch_size"),
         ({"normalize_embeddings": True}, "'normalize_embeddings': set the component's `normalize_embeddings`"),
-        ({"device": ["cpu", "cpu"]}, "multi-device encoding is not available"),
+        ({"device": ["cpu", "cpu"]}, r"set the component.s `device` \(one device\) or `devices`"),
         ({"nromalize": True}, "'nromalize' is not a LaSEREncoder.encode keyword"),
     ],
 )
