@@ -36,7 +36,8 @@ def _stop_the_workers():
 def test_haystack_embedders_with_devices_equal_one_process(encoder, encoder_dir):
     docs = [Document(content=t) for t in TEXTS]
     single = LaSERDocumentEmbedder(model=str(encoder_dir), device=CPU, progress_bar=False, batch_size=4)
-    pooled = LaSERDocumentEmbedder(model=str(encoder_dir), device=CPU, progress_bar=False, batch_size=4, devices=DEVICES)
+    pooled = LaSERDocumentEmbedder(model=str(encoder_dir), device=CPU, progress_bar=False, batch_size=4,
+                                   devices=DEVICES)  # fmt: skip
     expected = encoder.encode_documents(TEXTS)  # the encoder the checkpoint was saved from: an independent copy
     got = [d.embedding for d in pooled.run(docs)["documents"]]
     np.testing.assert_allclose(got, [d.embedding for d in single.run(docs)["documents"]], atol=1e-6)
