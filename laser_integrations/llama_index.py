@@ -27,13 +27,13 @@ from .backend import get_encoder
 from .config import validate_num_thinking_steps
 from .encoder import LaSEREncoder
 from .options import (
-    MULTI_DEVICE_REFUSAL,
     check_backend,
     check_instruction_is_used,
     check_mapping,
     check_max_length,
     unknown_keywords_error,
 )
+from .parallel import parse_devices, shared_pool
 from .quantization import check_truncate_dim
 
 DEFAULT_MODEL = "Alibaba-NLP/LaSER-Qwen3-0.6B"
@@ -68,8 +68,13 @@ class LaSEREmbedding(BaseEmbedding):
         trust_remote_code: run code shipped with the checkpoint (only for checkpoints you trust).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; ``None`` picks CUDA > MPS > CPU.
         callback_manager: LlamaIndex callbacks.
-        parallel_process, target_devices: multi-device encoding; refused until the encoder's multi-device
-            option exists (only the defaults ``False`` / ``None`` are accepted).
+        parallel_process: encode with one worker process per device of ``target_devices`` (as
+            ``HuggingFaceEmbedding``); the workers start on the first embedding call and are shared by every
+            component with the same model and devices. Without a ``device``, the model is then loaded on the CPU
+            (the workers copy it to their devices, so no extra copy stays on one GPU).
+        target_devices: the devices for ``parallel_process``, e.g. ``["cuda:0", "cuda:1"]`` or ``["cpu:0",
+            "cpu:1"]``; ``None``: every CUDA device (unlike ``HuggingFaceEmbedding``, no silent fallback to 4 CPU
+            processes: without CUDA, name the CPU processes). Given without ``parallel_process=True``, an error.
         show_progress_bar: show a progress bar while embedding.
         num_workers, embeddings_cache, rate_limiter: ``BaseEmbedding``'s own fields.
         encode_batch_size: texts per forward pass; lower it if embedding runs out of memory.
@@ -95,7 +100,7 @@ class LaSEREmbedding(BaseEmbedding):
     cache_folder: str | None = Field(default=None, description="Cache folder for Hugging Face files.")
     trust_remote_code: bool = Field(default=False, description="Run code shipped with the checkpoint.")
     device: str | None = Field(default=None, description="Torch device; None picks CUDA > MPS > CPU.")
-    parallel_process: bool = Field(default=False, description="Multi-device encoding (not available yet).")
+    parallel_process: bool = Field(default=False, description="One worker process per device of target_devices.")
     target_devices: list[str] | None = Field(default=None, description="Devices for parallel_process.")
     show_progress_bar: bool = Field(default=False, description="Show a progress bar while embedding.")
     encode_batch_size: int = Field(default=DEFAULT_ENCODE_BATCH_SIZE, description="Texts per forward pass.", ge=1)
@@ -145,10 +150,14 @@ class LaSEREmbedding(BaseEmbedding):
         # **unexpected exists only to name each wrong keyword and its fix; none is ever used.
         if unexpected:
             raise unknown_keywords_error("LaSEREmbedding", unexpected, _declared_parameters(), _REFUSED_KEYWORDS)
-        if parallel_process or target_devices is not None:
-            name = "parallel_process" if parallel_process else "target_devices"
-            msg = f"LaSEREmbedding({name}=...): {MULTI_DEVICE_REFUSAL}"
+        if target_devices is not None and not parallel_process:
+            msg = (
+                f"LaSEREmbedding(target_devices={target_devices!r}) is used only with parallel_process=True; "
+                "set parallel_process=True to encode on those devices, or remove target_devices."
+            )
             raise ValueError(msg)
+        if parallel_process:
+            target_devices = parse_devices(target_devices)  # canonical strings, so to_dict rebuilds the same
         if num_thinking_steps is not None:
             validate_num_thinking_steps(num_thinking_steps)
         check_max_length("max_length", max_length)
@@ -193,7 +202,7 @@ class LaSEREmbedding(BaseEmbedding):
         # Loads like HuggingFaceEmbedding does (at construction), but shares one model per load parameters.
         self._encoder = get_encoder(
             model_name,
-            device=device,
+            device="cpu" if parallel_process and device is None else device,
             trust_remote_code=trust_remote_code,
             local_files_only=local_files_only,
             revision=revision,
@@ -248,6 +257,7 @@ class LaSEREmbedding(BaseEmbedding):
             normalize=self.normalize,
             max_length=self.max_length,
             truncate_dim=self.truncate_dim,
+            pool=shared_pool(self._encoder, self.target_devices) if self.parallel_process else None,
         ).tolist()
 
     def _get_query_embedding(self, query: str) -> Embedding:
@@ -288,7 +298,7 @@ _REFUSED_KEYWORDS = {
     "processor_kwargs": "named tokenizer_kwargs here.",
     "cache_dir": "named cache_folder here (HuggingFaceEmbedding's name).",
     "precision": "LlamaIndex embeddings are float lists; quantize in the vector store (Qdrant's quantization).",
-    "devices": MULTI_DEVICE_REFUSAL,
+    "devices": "named target_devices here (HuggingFaceEmbedding's name), with parallel_process=True.",
 }
 
 

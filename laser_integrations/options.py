@@ -14,10 +14,6 @@ BACKEND_REFUSAL = (
     "embeddings back into the causal LM (with a KV cache), which sentence-transformers' ONNX and OpenVINO exports "
     "(a fixed forward pass from token ids to one pooled vector) cannot do. Use backend='torch'."
 )
-MULTI_DEVICE_REFUSAL = (
-    "multi-device encoding is not available in this version: it comes with the LaSER encoder's multi-device "
-    "option (the scale-out work); until then encode on one device with `device`."
-)
 
 
 def check_backend(backend: Any) -> None:

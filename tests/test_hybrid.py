@@ -229,3 +229,45 @@ def test_llama_index_fusion_equals_qdrants_weighted_rrf(alpha):
     assert got.keys() == expected.keys() and all(got[i] == pytest.approx(expected[i]) for i in got)
     with pytest.raises(ValueError, match="alpha must be between 0"):
         llama_index_rrf_fusion(as_result(dense_hits), as_result(sparse_hits), alpha=1.5)
+
+
+def test_hybrid_retriever_takes_laser_retrievers_embedding_parameters(hybrid_store, symmetric_encoder_dir, encoder):
+    import inspect
+
+    from haystack_integrations.components.retrievers.laser import LaSERRetriever
+    from haystack_integrations.components.retrievers.laser.retriever import EMBEDDER_PARAMETERS
+
+    ours, theirs = (inspect.signature(c.__init__).parameters for c in (LaSERHybridRetriever, LaSERRetriever))
+    for name in EMBEDDER_PARAMETERS:
+        assert ours[name].default == theirs[name].default and ours[name].annotation == theirs[name].annotation, name
+    # The query's token budget reaches the dense search: RRF of the dense ranking with that budget, and BM25's.
+    query = "which code inequality bounds codeword lengths of a prefix code"
+    short = encoder.encode_queries([query], max_length=28)[0]
+    retriever = LaSERHybridRetriever(
+        document_store=hybrid_store, model=str(symmetric_encoder_dir), device=ComponentDevice.from_str("cpu"),
+        tokenizer_kwargs={"model_max_length": 28}, config_kwargs={"use_cache": True}, encode_kwargs={},
+        top_k=10,
+    )  # fmt: skip
+    docs = encoder.encode_documents(list(TEXTS.values()))
+    dense = dict(zip(TEXTS, (docs @ short).tolist()))
+    full = dense_scores(encoder, query)
+    assert sorted(dense, key=dense.get) != sorted(full, key=full.get)  # the budget changes the dense ranking
+    hits = retriever.run(query=query)["documents"]
+    assert_ranked_as([(d.id, d.score) for d in hits], expected_rrf(dense, bm25s_scores(query)))
+    data = retriever.to_dict()
+    params = data["init_parameters"]
+    assert params["tokenizer_kwargs"] == {"model_max_length": 28} and params["config_kwargs"] == {"use_cache": True}
+    assert {"truncate_dim", "precision", "encode_kwargs", "backend", "quantization_ranges"} <= params.keys()
+    assert LaSERHybridRetriever.from_dict(data).to_dict() == data
+
+
+def test_hybrid_retriever_refuses_what_cannot_work(hybrid_store, symmetric_encoder_dir):
+    model = str(symmetric_encoder_dir)
+    with pytest.raises(ValueError, match=r"precision='binary'\) cannot work: .*packed bits.*LaSERRetriever"):
+        LaSERHybridRetriever(document_store=hybrid_store, model=model, precision="binary")
+    with pytest.raises(ValueError, match="backend='onnx' is not supported"):
+        LaSERHybridRetriever(document_store=hybrid_store, model=model, backend="onnx")
+    truncated = LaSERHybridRetriever(document_store=hybrid_store, model=model, truncate_dim=32,
+                                     device=ComponentDevice.from_str("cpu"))  # fmt: skip
+    with pytest.raises(ValueError, match=r"embedding_dim=64, but .* embeds into 32 dimensions \(after truncate_dim\)"):
+        truncated.run(query="prime numbers")

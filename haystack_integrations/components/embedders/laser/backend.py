@@ -16,12 +16,12 @@ from laser_integrations.backend import get_encoder
 from laser_integrations.config import validate_num_thinking_steps
 from laser_integrations.encoder import LaSEREncoder
 from laser_integrations.options import (
-    MULTI_DEVICE_REFUSAL,
     check_backend,
     check_instruction_is_used,
     check_mapping,
     max_length_from_tokenizer_kwargs,
 )
+from laser_integrations.parallel import parse_devices, shared_pool
 from laser_integrations.quantization import check_precision, check_truncate_dim
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ _ENCODE_FROM_PARAMETER = {
     "kind": "the component (query or document)", "instruction": "instruction", "batch_size": "batch_size",
     "show_progress": "progress_bar", "num_thinking_steps": "num_thinking_steps", "normalize": "normalize_embeddings",
     "max_length": "tokenizer_kwargs={'model_max_length': N}", "truncate_dim": "truncate_dim", "precision": "precision",
-    "quantization_ranges": "quantization_ranges",
+    "quantization_ranges": "quantization_ranges", "pool": "devices (it starts and shares the worker pool)",
 }  # fmt: skip
 # SentenceTransformer.encode keywords a ported pipeline may carry in encode_kwargs, and what to do instead.
 _ST_ENCODE_KWARGS = {
@@ -48,9 +48,8 @@ _ST_ENCODE_KWARGS = {
     "convert_to_tensor": "the component returns Haystack embeddings (lists of numbers), whatever this says.",
     "output_value": "LaSER gives one pooled vector per text (the mean of its K thinking states); it has no "
     "token embeddings.",
-    "device": f"set the component's `device`; {MULTI_DEVICE_REFUSAL}",
-    "pool": MULTI_DEVICE_REFUSAL,
-    "chunk_size": MULTI_DEVICE_REFUSAL,
+    "device": "set the component's `device` (one device) or `devices` (one worker process per device).",
+    "chunk_size": "the worker pool sizes its chunks itself; set the component's `devices` for multi-device encoding.",
     "processing_kwargs": "LaSER tokenises with its own template (kept whole when a text is truncated); the length "
     "budget is tokenizer_kwargs={'model_max_length': N}.",
 }
@@ -119,6 +118,7 @@ class LaSEREmbedderBase:
         encode_kwargs: dict[str, Any] | None,
         backend: str,
         quantization_ranges: list[list[float]] | None,
+        devices: list[str] | None,
     ) -> None:
         # Only validation here: the model loads in warm_up (or the first run), so pipelines build fast.
         for name, value in (("model", model), ("prefix", prefix), ("suffix", suffix)):
@@ -141,6 +141,8 @@ class LaSEREmbedderBase:
         check_precision(precision, quantization_ranges)
         check_encode_kwargs(encode_kwargs)
         check_backend(backend)
+        # None: encode in this process on `device`; a list: one spawned worker per device (parse_devices' forms).
+        parsed_devices = None if devices is None else parse_devices(devices)
         self.model = model
         self.device = ComponentDevice.resolve_device(device)
         self.token = token
@@ -162,6 +164,7 @@ class LaSEREmbedderBase:
         self.encode_kwargs = encode_kwargs
         self.backend = backend
         self.quantization_ranges = quantization_ranges
+        self.devices = parsed_devices
         self.encoder: LaSEREncoder | None = None
 
     def _get_telemetry_data(self) -> dict[str, Any]:
@@ -221,6 +224,7 @@ class LaSEREmbedderBase:
             truncate_dim=self.truncate_dim,
             precision=self.precision,
             quantization_ranges=self.quantization_ranges,
+            pool=shared_pool(self.encoder, self.devices) if self.devices else None,
             **(self.encode_kwargs or {}),
         ).tolist()
 

@@ -37,7 +37,7 @@ class LaSERDocumentEmbedder(LaSEREmbedderBase):
         "model", "device", "token", "prefix", "suffix", "batch_size", "progress_bar", "normalize_embeddings",
         "meta_fields_to_embed", "embedding_separator", "trust_remote_code", "local_files_only", "revision",
         "model_kwargs", "tokenizer_kwargs", "num_thinking_steps", "instruction", "truncate_dim", "config_kwargs",
-        "precision", "encode_kwargs", "backend", "quantization_ranges",
+        "precision", "encode_kwargs", "backend", "quantization_ranges", "devices",
     )  # fmt: skip
 
     def __init__(
@@ -66,6 +66,7 @@ class LaSERDocumentEmbedder(LaSEREmbedderBase):
         encode_kwargs: dict[str, Any] | None = None,
         backend: Literal["torch", "onnx", "openvino"] = "torch",
         quantization_ranges: list[list[float]] | None = None,
+        devices: list[str] | None = None,
     ) -> None:
         """Create the component; nothing loads until :meth:`warm_up` or the first :meth:`run`.
 
@@ -99,6 +100,11 @@ class LaSERDocumentEmbedder(LaSEREmbedderBase):
         :param backend: Only ``"torch"``; ``"onnx"`` and ``"openvino"`` are refused (they cannot run the latent steps).
         :param quantization_ranges: Per-dimension minima (first row) and maxima (second row), shape ``(2, dim)``, for
             ``"int8"`` / ``"uint8"``. Without them the range comes from the embeddings of each run.
+        :param devices: Multi-device encoding: one worker process per device, e.g. ``["cuda:0", "cuda:1"]`` or
+            ``["cpu:0", "cpu:1"]`` (sentence-transformers' ``start_multi_process_pool`` target devices). The workers
+            start on the first run and are shared by every component with the same model and devices; the model is
+            loaded on `device` first (use ``device=ComponentDevice.from_str("cpu")`` for CUDA workers, so no copy
+            stays on one GPU). ``None``: encode in this process on `device`.
         """
         self._set_common(
             model=model, device=device, token=token, prefix=prefix, suffix=suffix, batch_size=batch_size,
@@ -106,7 +112,7 @@ class LaSERDocumentEmbedder(LaSEREmbedderBase):
             local_files_only=local_files_only, revision=revision, model_kwargs=model_kwargs,
             tokenizer_kwargs=tokenizer_kwargs, num_thinking_steps=num_thinking_steps, instruction=instruction,
             truncate_dim=truncate_dim, config_kwargs=config_kwargs, precision=precision, encode_kwargs=encode_kwargs,
-            backend=backend, quantization_ranges=quantization_ranges,
+            backend=backend, quantization_ranges=quantization_ranges, devices=devices,
         )  # fmt: skip
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.embedding_separator = embedding_separator

@@ -35,7 +35,7 @@ class LaSERTextEmbedder(LaSEREmbedderBase):
         "model", "device", "token", "prefix", "suffix", "batch_size", "progress_bar", "normalize_embeddings",
         "trust_remote_code", "local_files_only", "revision", "model_kwargs", "tokenizer_kwargs",
         "num_thinking_steps", "instruction", "truncate_dim", "config_kwargs", "precision", "encode_kwargs", "backend",
-        "quantization_ranges",
+        "quantization_ranges", "devices",
     )  # fmt: skip
 
     def __init__(
@@ -62,6 +62,7 @@ class LaSERTextEmbedder(LaSEREmbedderBase):
         encode_kwargs: dict[str, Any] | None = None,
         backend: Literal["torch", "onnx", "openvino"] = "torch",
         quantization_ranges: list[list[float]] | None = None,
+        devices: list[str] | None = None,
     ) -> None:
         """Create the component; nothing loads until :meth:`warm_up` or the first :meth:`run`.
 
@@ -93,6 +94,11 @@ class LaSERTextEmbedder(LaSEREmbedderBase):
         :param backend: Only ``"torch"``; ``"onnx"`` and ``"openvino"`` are refused (they cannot run the latent steps).
         :param quantization_ranges: Per-dimension minima (first row) and maxima (second row), shape ``(2, dim)``, for
             ``"int8"`` / ``"uint8"``. Without them the range comes from the embeddings of each run.
+        :param devices: Multi-device encoding: one worker process per device, e.g. ``["cuda:0", "cuda:1"]`` or
+            ``["cpu:0", "cpu:1"]`` (sentence-transformers' ``start_multi_process_pool`` target devices). The workers
+            start on the first run and are shared by every component with the same model and devices; the model is
+            loaded on `device` first (use ``device=ComponentDevice.from_str("cpu")`` for CUDA workers, so no copy
+            stays on one GPU). ``None``: encode in this process on `device`.
         """
         self._set_common(
             model=model, device=device, token=token, prefix=prefix, suffix=suffix, batch_size=batch_size,
@@ -100,7 +106,7 @@ class LaSERTextEmbedder(LaSEREmbedderBase):
             local_files_only=local_files_only, revision=revision, model_kwargs=model_kwargs,
             tokenizer_kwargs=tokenizer_kwargs, num_thinking_steps=num_thinking_steps, instruction=instruction,
             truncate_dim=truncate_dim, config_kwargs=config_kwargs, precision=precision, encode_kwargs=encode_kwargs,
-            backend=backend, quantization_ranges=quantization_ranges,
+            backend=backend, quantization_ranges=quantization_ranges, devices=devices,
         )  # fmt: skip
         if precision in ("int8", "uint8") and quantization_ranges is None:
             # One query cannot calibrate a range (sentence-transformers' text embedder refuses the same way).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.document_stores.types import FilterPolicy
@@ -22,14 +22,10 @@ from haystack_integrations.document_stores.qdrant.filters import convert_filters
 
 from haystack_integrations.components.embedders.laser import LaSERTextEmbedder
 from haystack_integrations.components.embedders.laser.backend import DEFAULT_MODEL, default_token
+from haystack_integrations.components.retrievers.laser.retriever import EMBEDDER_PARAMETERS, query_dimension
 from laser_integrations.encoder import LaSEREncoder
 from laser_integrations.hybrid import DEFAULT_RRF_K, hybrid_request, validate_rrf
 from laser_integrations.sparse import DEFAULT_B, DEFAULT_K1, BM25SparseEncoder
-
-_EMBEDDER_PARAMETERS = (
-    "model", "device", "token", "prefix", "suffix", "progress_bar", "normalize_embeddings", "trust_remote_code",
-    "local_files_only", "revision", "model_kwargs", "tokenizer_kwargs", "num_thinking_steps", "instruction",
-)  # fmt: skip
 
 
 @component
@@ -74,6 +70,12 @@ class LaSERHybridRetriever:
         tokenizer_kwargs: dict[str, Any] | None = None,
         num_thinking_steps: int | None = None,
         instruction: str | None = None,
+        truncate_dim: int | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+        precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
+        encode_kwargs: dict[str, Any] | None = None,
+        backend: Literal["torch", "onnx", "openvino"] = "torch",
+        quantization_ranges: list[list[float]] | None = None,
         filters: dict[str, Any] | None = None,
         top_k: int = 10,
         prefetch_limit: int | None = None,
@@ -87,7 +89,9 @@ class LaSERHybridRetriever:
     ) -> None:
         """Create the component; nothing loads until :meth:`warm_up` or the first :meth:`run`.
 
-        The model parameters are ``LaSERRetriever``'s (the model the documents were embedded with).
+        The model parameters (``model`` to ``quantization_ranges``) are ``LaSERRetriever``'s, with its meaning: the
+        model and settings the documents' dense vectors were embedded with. ``precision="binary"`` / ``"ubinary"``
+        is refused: packed bits are not a vector RRF's dense search can rank by cosine.
 
         :param document_store: A ``QdrantDocumentStore`` with sparse embeddings (``open_document_store(hybrid=True)``).
         :param filters: Haystack filters applied to both searches.
@@ -116,12 +120,16 @@ class LaSERHybridRetriever:
             msg = f"top_k must be a positive integer, got {top_k!r}."
             raise ValueError(msg)
         validate_rrf(rrf_k, prefetch_limit)
-        self._embedder = LaSERTextEmbedder(
-            model=model, device=device, token=token, prefix=prefix, suffix=suffix, progress_bar=progress_bar,
-            normalize_embeddings=normalize_embeddings, trust_remote_code=trust_remote_code,
-            local_files_only=local_files_only, revision=revision, model_kwargs=model_kwargs,
-            tokenizer_kwargs=tokenizer_kwargs, num_thinking_steps=num_thinking_steps, instruction=instruction,
-        )  # fmt: skip
+        if precision in ("binary", "ubinary"):
+            msg = (
+                f"LaSERHybridRetriever(precision={precision!r}) cannot work: binary embeddings are 8 bits packed per "
+                "number, and the hybrid search ranks the store's dense vectors by cosine, which means nothing on "
+                "packed bits. Use precision='float32' (or 'int8' / 'uint8', as the documents were embedded); for "
+                "binary search use LaSERRetriever on a collection indexed with that precision."
+            )
+            raise ValueError(msg)
+        arguments = locals()
+        self._embedder = LaSERTextEmbedder(**{name: arguments[name] for name in EMBEDDER_PARAMETERS})
         self._sparse = BM25SparseEncoder(k1=k1, b=b)
         self.document_store = document_store
         self.filters, self.top_k, self.prefetch_limit, self.rrf_k = filters, top_k, prefetch_limit, rrf_k
@@ -140,13 +148,14 @@ class LaSERHybridRetriever:
         if self._embedder.encoder is not None:
             return
         self._embedder.warm_up()
-        dimension = self._embedder.encoder.dimension  # type: ignore[union-attr]
+        dimension = query_dimension(self._embedder)
         if self.document_store.embedding_dim != dimension:
             self._embedder.encoder = None
             msg = (
                 f"QdrantDocumentStore (collection {self.document_store.index!r}) has embedding_dim="
                 f"{self.document_store.embedding_dim}, but {self._embedder.model!r} embeds into {dimension} "
-                "dimensions. Search a collection that was indexed with this model."
+                f"dimensions{' (after truncate_dim)' if self._embedder.truncate_dim else ''}. Search a collection that "
+                "was indexed with this model (and truncate_dim)."
             )
             raise ValueError(msg)
         from laser_integrations.provenance import check_haystack_store
@@ -162,7 +171,7 @@ class LaSERHybridRetriever:
         embedder = self._embedder.to_dict()["init_parameters"]
         return default_to_dict(
             self,
-            **{name: embedder[name] for name in _EMBEDDER_PARAMETERS},
+            **{name: embedder[name] for name in EMBEDDER_PARAMETERS},
             document_store=self.document_store.to_dict(), filters=self.filters, top_k=self.top_k,
             prefetch_limit=self.prefetch_limit, rrf_k=self.rrf_k, k1=self.k1, b=self.b,
             return_embedding=self.return_embedding, filter_policy=self.filter_policy.value,

@@ -20,12 +20,21 @@ from haystack_integrations.components.retrievers.laser_edge import QdrantEdgeEmb
 from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentStore
 from laser_integrations.encoder import LaSEREncoder
 
-# The text embedder's parameters that the retriever exposes (batch size is moot for one query).
-_EMBEDDER_PARAMETERS = (
+# The text embedder's parameters that the retrievers (this one and LaSERHybridRetriever) expose: batch size and
+# devices are moot for one query.
+EMBEDDER_PARAMETERS = (
     "model", "device", "token", "prefix", "suffix", "progress_bar", "normalize_embeddings", "trust_remote_code",
     "local_files_only", "revision", "model_kwargs", "tokenizer_kwargs", "num_thinking_steps", "instruction",
     "truncate_dim", "config_kwargs", "precision", "encode_kwargs", "backend", "quantization_ranges",
 )  # fmt: skip
+
+
+def query_dimension(embedder: LaSERTextEmbedder) -> int:
+    """Numbers per query embedding of a warmed-up embedder: after truncate_dim, and 8 bits per number if binary."""
+    dimension = embedder.truncate_dim or embedder.encoder.dimension  # type: ignore[union-attr]
+    if embedder.precision in ("binary", "ubinary"):
+        dimension = -(-dimension // 8)  # 8 bits packed per number
+    return dimension
 
 
 class DocumentStoreTypeError(TypeError, ValueError):
@@ -135,14 +144,8 @@ class LaSERRetriever:
                 "embedding retriever."
             )
             raise DocumentStoreTypeError(msg)
-        self._embedder = LaSERTextEmbedder(
-            model=model, device=device, token=token, prefix=prefix, suffix=suffix, progress_bar=progress_bar,
-            normalize_embeddings=normalize_embeddings, trust_remote_code=trust_remote_code,
-            local_files_only=local_files_only, revision=revision, model_kwargs=model_kwargs,
-            tokenizer_kwargs=tokenizer_kwargs, num_thinking_steps=num_thinking_steps, instruction=instruction,
-            truncate_dim=truncate_dim, config_kwargs=config_kwargs, precision=precision, encode_kwargs=encode_kwargs,
-            backend=backend, quantization_ranges=quantization_ranges,
-        )  # fmt: skip
+        arguments = locals()
+        self._embedder = LaSERTextEmbedder(**{name: arguments[name] for name in EMBEDDER_PARAMETERS})
         edge = isinstance(document_store, QdrantEdgeDocumentStore)
         self._retriever = (QdrantEdgeEmbeddingRetriever if edge else QdrantEmbeddingRetriever)(
             document_store=document_store, filters=filters, top_k=top_k, scale_score=scale_score,
@@ -166,9 +169,7 @@ class LaSERRetriever:
             return
         self._embedder.warm_up()
         full = self._embedder.encoder.dimension  # type: ignore[union-attr]
-        dimension = self._embedder.truncate_dim or full
-        if self._embedder.precision in ("binary", "ubinary"):
-            dimension = -(-dimension // 8)  # 8 bits packed per number
+        dimension = query_dimension(self._embedder)
         if self.document_store.embedding_dim != dimension:
             collection, store = self.document_store.index, type(self.document_store).__name__
             self._embedder.encoder = None
@@ -200,7 +201,7 @@ class LaSERRetriever:
         """Serialize to ``{"type", "init_parameters"}`` (the document store included)."""
         embedder = self._embedder.to_dict()["init_parameters"]
         retriever = self._retriever.to_dict()["init_parameters"]
-        params = {name: embedder[name] for name in _EMBEDDER_PARAMETERS}
+        params = {name: embedder[name] for name in EMBEDDER_PARAMETERS}
         params.update(retriever)  # document_store (as a dict), filters, top_k, filter_policy, group_by, ...
         params["allow_model_mismatch"] = self.allow_model_mismatch
         data = default_to_dict(self)
