@@ -71,6 +71,7 @@ class IndexResult:
     written: int
     skipped: int
     count: int
+    updated: int = 0  # already present with another text: embedded again
 
 
 def torchrun_rank() -> tuple[int, int, int] | None:
@@ -102,10 +103,47 @@ def chunks(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[s
         yield chunk
 
 
+def _digest(record: dict[str, Any], embed_title: bool) -> str:
+    from .provenance import content_hash
+
+    # What is embedded, as the one-process `laser index` hashes it: the title (unless --no-title) and the text.
+    return content_hash(record["title"] if embed_title else "", record["text"])
+
+
+def _embeds_title(job: IndexJob) -> bool:
+    return "title" in (job.embedder_kwargs.get("meta_fields_to_embed") or [])
+
+
+def stored_hashes(store: Any, ids: list[str]) -> dict[str, str | None]:
+    """Content hash of each id already in the collection (None for points written before hashes were kept)."""
+    from .provenance import CONTENT_HASH_FIELD
+
+    return {doc.id: doc.meta.get(CONTENT_HASH_FIELD) for doc in store.get_documents_by_id(ids)}
+
+
+def _todo(chunk: list[dict[str, Any]], stored: dict[str, str | None], embed_title: bool) -> tuple[list[dict], int]:
+    """Records to embed (new, or present with another text: a resumed or repeated run re-embeds those), each with
+    its content hash, and how many of them were present."""
+    todo, updated = [], 0
+    for r in chunk:
+        sha = _digest(r, embed_title)
+        if r["id"] in stored and stored[r["id"]] == sha:
+            continue
+        updated += r["id"] in stored
+        todo.append({**r, "sha256": sha})
+    return todo, updated
+
+
 def _documents(records: list[dict[str, Any]]) -> list[Any]:
     from haystack import Document
 
-    return [Document(id=r["id"], content=r["text"], meta={"title": r["title"]} if r["title"] else {}) for r in records]
+    from .provenance import CONTENT_HASH_FIELD
+
+    return [
+        Document(id=r["id"], content=r["text"],
+                 meta={**({"title": r["title"]} if r["title"] else {}), CONTENT_HASH_FIELD: r["sha256"]})
+        for r in records
+    ]  # fmt: skip
 
 
 def request_batches(documents: list[Any], limit_bytes: int = MAX_REQUEST_BYTES) -> list[list[Any]]:
@@ -203,17 +241,18 @@ def _index_worker(rank: int, world: int, device: str, threads: int, job: IndexJo
         for chunk in chunks(shard_records(job.corpus, rank, world), job.chunk_size):
             ids = [r["id"] for r in chunk]
             if store is not None:
-                present = {doc.id for doc in store.get_documents_by_id(ids)}
+                present = stored_hashes(store, ids)
             else:
                 _put(results, ("ask", rank, ids), parent_pid)
                 present = _get(replies, parent_pid)
-            todo = [r for r in chunk if r["id"] not in present]
+            todo, updated = _todo(chunk, present, _embeds_title(job))
             embedded = embedder.run(_documents(todo))["documents"] if todo else []
+            counts = (len(todo) - updated, updated, len(chunk) - len(todo))
             if store is not None:
                 write_documents(store, embedded, job.upload_streams)
-                _put(results, ("wrote", rank, (len(todo), len(chunk) - len(todo), [])), parent_pid)
+                _put(results, ("wrote", rank, (*counts, [])), parent_pid)
             else:
-                _put(results, ("wrote", rank, (len(todo), len(chunk) - len(todo), embedded)), parent_pid)
+                _put(results, ("wrote", rank, (*counts, embedded)), parent_pid)
         if store is not None:
             store.close()
         _put(results, ("done", rank, None), parent_pid)
@@ -273,7 +312,7 @@ def index_with_workers(job: IndexJob, devices: Sequence[str], *, threads_per_pro
     for process in processes:
         process.start()
     store = None
-    written = skipped = 0
+    written = updated = skipped = 0
     done: set[int] = set()
     failure: str | None = None
     try:
@@ -316,14 +355,14 @@ def index_with_workers(job: IndexJob, devices: Sequence[str], *, threads_per_pro
                 if kind == "log":
                     replay_log(value)
                 elif kind == "ask":
-                    replies[rank].put({doc.id for doc in store.get_documents_by_id(value)})
+                    replies[rank].put(stored_hashes(store, value))
                 elif kind == "wrote":
-                    n_new, n_skipped, documents = value
+                    n_new, n_updated, n_skipped, documents = value
                     if documents:
                         write_documents(store, documents)
-                    written, skipped = written + n_new, skipped + n_skipped
-                    bar.update(n_new + n_skipped)
-                    bar.set_postfix(new=written, skipped=skipped)
+                    written, updated, skipped = written + n_new, updated + n_updated, skipped + n_skipped
+                    bar.update(n_new + n_updated + n_skipped)
+                    bar.set_postfix(new=written, updated=updated, skipped=skipped)
                 elif kind == "done":
                     done.add(rank)
                 elif kind == "error":
@@ -346,7 +385,7 @@ def index_with_workers(job: IndexJob, devices: Sequence[str], *, threads_per_pro
         raise IndexingFailed(msg)
     if not job.server:
         warn_large_collection(collection, count)
-    return IndexResult(written=written, skipped=skipped, count=count)
+    return IndexResult(written=written, skipped=skipped, count=count, updated=updated)
 
 
 def _dead_worker(processes: list[Any], devices: Sequence[str], done: set[int]) -> str | None:
@@ -390,15 +429,15 @@ def index_as_rank(job: IndexJob, rank: int, world: int, device: str, *, progress
     dist.barrier()
     if store is None:
         store = _open_worker_store(job, dimension, embedder)
-    written = skipped = 0
+    written = updated = skipped = 0
     try:
         with tqdm(desc=f"Indexing shard {rank + 1}/{world}", unit="doc", disable=not progress) as bar:
             for chunk in chunks(shard_records(job.corpus, rank, world), job.chunk_size):
-                present = {doc.id for doc in store.get_documents_by_id([r["id"] for r in chunk])}
-                todo = [r for r in chunk if r["id"] not in present]
+                todo, n_updated = _todo(chunk, stored_hashes(store, [r["id"] for r in chunk]), _embeds_title(job))
                 if todo:
                     write_documents(store, embedder.run(_documents(todo))["documents"], job.upload_streams)
-                written, skipped = written + len(todo), skipped + len(chunk) - len(todo)
+                written, updated = written + len(todo) - n_updated, updated + n_updated
+                skipped += len(chunk) - len(todo)
                 bar.update(len(chunk))
         dist.barrier()
         if rank == 0 and restore_m is not None:
@@ -406,7 +445,7 @@ def index_as_rank(job: IndexJob, rank: int, world: int, device: str, *, progress
         count = store.count_documents()
     finally:
         store.close()
-    return IndexResult(written=written, skipped=skipped, count=count)
+    return IndexResult(written=written, skipped=skipped, count=count, updated=updated)
 
 
 # -- command line ----------------------------------------------------------------------------------------------
@@ -499,7 +538,8 @@ def run_cli(args: Any) -> int:
         return fail(str(e), 1)
     shard = f" (shard {rank[0] + 1}/{rank[1]})" if rank else ""
     print(
-        f"Indexed {result.written} new documents ({result.skipped} already present){shard} into collection "
+        f"Indexed {result.written} new documents ({result.skipped} already present, {result.updated} re-embedded "
+        f"because their text changed){shard} into collection "
         f"{args.collection!r} in {where(args)}; it holds {result.count} documents."
     )
     return 0

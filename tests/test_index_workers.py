@@ -125,7 +125,7 @@ def test_killed_multi_process_runs_resume_to_exactly_the_corpus(symmetric_encode
     assert main(args) == 0
     out = capsys.readouterr().out
     left = len(records) - len(after_worker_kill)
-    assert f"Indexed {left} new documents ({len(after_worker_kill)} already present)" in out
+    assert f"Indexed {left} new documents ({len(after_worker_kill)} already present, 0 re-embedded" in out
     assert f"it holds {len(records)} documents" in out
     final = stored(tmp_path)
     assert sorted(final) == sorted(r["_id"] for r in records)
@@ -136,6 +136,16 @@ def test_killed_multi_process_runs_resume_to_exactly_the_corpus(symmetric_encode
     texts = ["\n".join([r["title"], r["text"]]) if r["title"] else r["text"] for r in sample]
     expected = encoder.encode_documents(texts)
     np.testing.assert_allclose(np.array([final[r["_id"]] for r in sample]), expected, atol=1e-5)
+
+    # 4. A document whose text changed is embedded again by the workers (its content hash differs), the rest kept.
+    changed = {**records[5], "text": "entropy of a random variable"}
+    path.write_text("".join(json.dumps(changed if r is records[5] else r) + "\n" for r in records), encoding="utf-8")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"Indexed 0 new documents ({len(records) - 1} already present, 1 re-embedded because their text changed)" in out
+    again = stored(tmp_path)
+    np.testing.assert_allclose(again[changed["_id"]], encoder.encode_documents([changed["text"]])[0], atol=1e-5)
+    assert again[records[0]["_id"]] == final[records[0]["_id"]]
 
 
 def _alive(pid: int) -> bool:
