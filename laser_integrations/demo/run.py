@@ -83,6 +83,10 @@ DEMO_TRAINING: dict[str, Any] = {
     "missing_reasoning": "skip_explicit",
     "explicit_max_length": 384,
     "explicit_layout": "in_prompt",  # the paper's EOS teacher stayed at chance on SmolLM2 (training/RESULTS.md)
+    # The project's choices where the official code differs (docs/fidelity.md), as the CPU recipe sets them:
+    "trajectory_targets": "text_spans",
+    "downsample": "evenly",
+    "explicit_eos_in_budget": True,
     "split": "train",
     "seed": 42,
     "save_steps": 5,  # a killed run loses at most 5 steps

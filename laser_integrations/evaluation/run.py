@@ -6,10 +6,11 @@ procedure), so a K sweep encodes the corpus once per K; the query modes of one (
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -53,6 +54,8 @@ class EvalResult:
         encode_documents_seconds: time spent embedding (or indexing) the corpus; 0 when it came from the cache.
         encode_queries_seconds: time spent embedding the queries.
         search_seconds: time spent ranking.
+        max_length: the token budget LaSER models' queries and documents were cut to on this dataset (the
+            dataset's, e.g. 8192 on BRIGHT, or ``evaluate(max_length=...)``); None: the model's own max lengths.
     """
 
     model: str
@@ -66,6 +69,7 @@ class EvalResult:
     encode_documents_seconds: float = 0.0
     encode_queries_seconds: float = 0.0
     search_seconds: float = 0.0
+    max_length: int | None = None
 
     @property
     def label(self) -> str:
@@ -210,6 +214,7 @@ def evaluate(
     missing_reasoning: MissingReasoning = "fallback",
     show_progress: bool = False,
     loaded: dict[str, Any] | None = None,
+    max_length: int | None = None,
 ) -> list[EvalResult]:
     """Evaluate every model on every dataset, for every K (LaSER models) and query mode.
 
@@ -227,6 +232,8 @@ def evaluate(
         missing_reasoning: ``"fallback"`` or ``"skip"`` for queries without a rationale in reasoning mode.
         show_progress: progress bars while encoding.
         loaded: already loaded models by spec (skips :func:`load_model` for them; tests and notebooks).
+        max_length: token budget of LaSER models' queries and documents on every dataset; None: each dataset's
+            own (:attr:`RetrievalDataset.max_length`, 8192 on BRIGHT as the official harness), else the model's.
 
     Returns:
         One :class:`EvalResult` per (model, K, query mode, dataset), in that nesting order.
@@ -240,6 +247,9 @@ def evaluate(
             raise ValueError(msg)
     if not models or not datasets:
         msg = "evaluate() needs at least one model and one dataset."
+        raise ValueError(msg)
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
+        msg = f"max_length must be a positive number of tokens, got {max_length!r}."
         raise ValueError(msg)
     labels = [model_label(m) for m in models]
     if len(set(labels)) != len(labels):
@@ -257,14 +267,35 @@ def evaluate(
             per: dict[tuple[int | None, str], list[EvalResult]] = {}
             for dataset in datasets:
                 sweep.clear()
-                for k in ks:
-                    per[k, dataset.name] = _evaluate_one(sweep, label, k, dataset, *common)
+                with input_budget(model, max_length or dataset.max_length) as budget:
+                    for k in ks:
+                        per[k, dataset.name] = _evaluate_one(sweep, label, k, dataset, *common, budget)
             results.extend(r for k in ks for dataset in datasets for r in per[k, dataset.name])
             continue
         for k in ks:
             for dataset in datasets:
-                results.extend(_evaluate_one(model, label, k, dataset, *common))
+                with input_budget(model, max_length or dataset.max_length) as budget:
+                    results.extend(_evaluate_one(model, label, k, dataset, *common, budget))
     return results
+
+
+@contextlib.contextmanager
+def input_budget(model: Any, max_length: int | None) -> Iterator[int | None]:
+    """While inside, a LaSER encoder cuts queries and documents to ``max_length`` tokens (its template kept whole);
+    yields the budget applied, None when the model keeps its own (no budget given, or a baseline)."""
+    from ..encoder import LaSEREncoder
+    from ..formatting import Formatter
+
+    if max_length is None or not isinstance(model, LaSEREncoder):
+        yield None
+        return
+    saved = model.config, model.formatter
+    model.config = model.config.replace(query_max_length=max_length, document_max_length=max_length)
+    model.formatter = Formatter(model.tokenizer, model.config)
+    try:
+        yield max_length
+    finally:
+        model.config, model.formatter = saved
 
 
 def _evaluate_one(
@@ -279,6 +310,7 @@ def _evaluate_one(
     batch_size: int,
     missing_reasoning: MissingReasoning,
     show_progress: bool,
+    max_length: int | None = None,
 ) -> list[EvalResult]:
     doc_ids = list(dataset.corpus)
     doc_texts = [dataset.corpus[d] for d in doc_ids]
@@ -331,6 +363,7 @@ def _evaluate_one(
                 encode_documents_seconds=doc_seconds if i == 0 else 0.0,
                 encode_queries_seconds=q_seconds,
                 search_seconds=search_seconds,
+                max_length=max_length,
             )
         )
     return out
