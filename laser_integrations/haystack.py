@@ -9,6 +9,9 @@ Example:
 """
 
 from haystack_integrations.components.embedders.laser import LaSERDocumentEmbedder, LaSERTextEmbedder
-from haystack_integrations.components.retrievers.laser import LaSERRetriever
+from haystack_integrations.components.embedders.laser_sparse import BM25SparseDocumentEmbedder
+from haystack_integrations.components.retrievers.laser import LaSERHybridRetriever, LaSERRetriever
 
-__all__ = ["LaSERDocumentEmbedder", "LaSERRetriever", "LaSERTextEmbedder"]
+__all__ = [
+    "BM25SparseDocumentEmbedder", "LaSERDocumentEmbedder", "LaSERHybridRetriever", "LaSERRetriever", "LaSERTextEmbedder",
+]  # fmt: skip

@@ -119,3 +119,36 @@ def test_locked_folder_is_reported(common, tmp_path, capsys):
     finally:
         holder.close()
     assert "is already opened by another process" in capsys.readouterr().err
+
+
+def test_hybrid_index_and_search_fuse_dense_and_bm25_by_rrf(common, tmp_path, capsys):
+    import bm25s
+
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", CORPUS)
+    assert main(["index", str(corpus), *common, "--hybrid", "--no-progress", "--chunk-size", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert "Indexed 5 new documents" in out and "Indexing into" not in err  # --no-progress: no bar
+    query = "which numbers are divisible by one and themselves"
+    assert main(["search", query, *common, "--json", "--top-k", "5"]) == 0  # dense alone
+    dense = [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
+    texts = [f"{r['title']}\n{r['text']}" if r.get("title") else r["text"] for r in CORPUS]
+    retriever = bm25s.BM25(k1=1.5, b=0.75)
+    retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+    scores = retriever.get_scores(bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)[0])
+    sparse = [CORPUS[i]["_id"] for i in sorted(range(len(CORPUS)), key=lambda i: -scores[i]) if scores[i] > 0]
+    expected = {}
+    for ranking in (dense, sparse):  # RRF computed here: 1 / (0-based position + 60)
+        for position, doc_id in enumerate(ranking):
+            expected[doc_id] = expected.get(doc_id, 0.0) + 1 / (position + 60)
+    assert main(["search", query, *common, "--json", "--top-k", "5", "--hybrid"]) == 0
+    hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {h["id"]: pytest.approx(h["score"], rel=1e-5) for h in hits} == expected
+    assert hits[0]["id"] == "primes"
+
+
+def test_hybrid_search_of_a_dense_collection_says_how_to_fix_it(common, tmp_path, capsys):
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", CORPUS[:2])
+    assert main(["index", str(corpus), *common, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["search", "primes", *common, "--hybrid"]) == 1
+    assert "without sparse BM25 vectors, which hybrid search needs" in capsys.readouterr().err

@@ -189,3 +189,39 @@ def test_bar_chart_shows_every_run(tmp_path, monkeypatch, datasets):
         assert [t.get_text() for t in ax.get_xticklabels()] == [*datasets, "average"]
         assert [t.get_text() for t in ax.get_legend().get_texts()] == ["bm25", "laser K=3", "contrastive K=1"]
         assert [round(p.get_height(), 4) for p in ax.patches][:3] == [0.58, 0.59, 0.585]  # bm25: each, then mean
+
+
+def test_hybrid_rows_are_rrf_of_the_dense_and_bm25_runs_written_as_trec(encoder_dir: Path, beir_dir: Path, tmp_path: Path, capsys):
+    import ranx
+
+    runs = tmp_path / "runs"
+    rc = main([
+        "eval", "--model", "bm25", str(encoder_dir), "--data", str(beir_dir), "--split", "test", "--hybrid",
+        "--run-dir", str(runs), "--output", str(tmp_path / "r.json"), "--no-progress",
+    ])  # fmt: skip
+    assert rc == 0
+    assert "tiny-qwen3+bm25 K=3" in capsys.readouterr().out
+    assert sorted(p.name for p in runs.iterdir()) == ["bm25.tinyqa.trec", "tiny-qwen3+bm25_K=3.tinyqa.trec", "tiny-qwen3_K=3.tinyqa.trec"]
+    names = {"bm25": "bm25", "tiny-qwen3 K=3": "tiny-qwen3_K=3", "tiny-qwen3+bm25 K=3": "tiny-qwen3+bm25_K=3"}
+    read = {label: ranx.Run.from_file(str(runs / f"{name}.tinyqa.trec")).to_dict() for label, name in names.items()}
+    for qid in QUERIES:
+        expected: dict[str, float] = {}
+        for name in ("tiny-qwen3 K=3", "bm25"):  # RRF computed here: 1 / (0-based position + 60) from each ranking
+            ranking = read[name].get(qid, {})
+            for position, doc in enumerate(sorted(ranking, key=lambda d: -ranking[d])):
+                expected[doc] = expected.get(doc, 0.0) + 1 / (position + 60)
+        got = read["tiny-qwen3+bm25 K=3"][qid]
+        assert got.keys() == expected.keys()
+        assert all(got[d] == pytest.approx(expected[d], rel=1e-6) for d in got)
+    # the run files score as the results did
+    qrels = ranx.Qrels.from_dict({q: {v[1]: 1} for q, v in QUERIES.items()})
+    results = {r["label"]: r["metrics"] for r in json.loads((tmp_path / "r.json").read_text())["results"]}
+    for name, run in read.items():
+        score = ranx.evaluate(qrels, ranx.Run.from_dict(run), "ndcg@10", make_comparable=True)  # a query without hits has no line
+        assert score == pytest.approx(results[name]["ndcg@10"])
+    assert "run" not in json.loads((tmp_path / "r.json").read_text())["results"][0]
+
+
+def test_hybrid_needs_a_dense_model(beir_dir: Path, capsys):
+    assert main(["eval", "--model", "bm25", "--data", str(beir_dir), "--hybrid"]) == 2
+    assert "--hybrid fuses a dense model with BM25" in capsys.readouterr().err

@@ -29,7 +29,8 @@ models:
   anything else is loaded as a LaSER encoder (hub id, folder, LoRA adapter folder, .gguf file).
 outputs:
   the table on stdout; --output writes results.json (metrics under "ndcg@10"... and per-query scores),
-  a bar chart next to it (<output>.png), and with several K an inference-scaling plot (<output>_scaling.png).
+  a bar chart next to it (<output>.png), and with several K an inference-scaling plot (<output>_scaling.png);
+  --run-dir writes one TREC run file per result ("qid Q0 docid rank score name", ranx's Run.save).
 """
 
 
@@ -101,6 +102,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--output", type=Path, help="write results.json here (and charts beside it)")
     p.add_argument("--plot", type=Path, help="bar chart path (default: the --output path with .png)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--hybrid",
+        action="store_true",
+        help="also score each dense model fused with BM25 (RRF in Qdrant, as `laser search --hybrid`), as MODEL+bm25",
+    )
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        metavar="DIR",
+        help="write each result's ranking as a TREC run file (DIR/<model>.<dataset>.trec) for trec_eval or ranx",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -123,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.hybrid and all(m == "bm25" for m in args.model):
+        print("laser eval: error: --hybrid fuses a dense model with BM25; give one with --model (e.g. minilm).", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     try:
         datasets = load_datasets(
@@ -133,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
             args.model, datasets, num_thinking_steps=args.num_thinking_steps or [None], query_modes=args.query_mode,
             search=args.search, top_k=args.top_k, metrics=args.metrics, batch_size=args.batch_size, device=args.device,
             dtype=args.dtype, missing_reasoning=args.missing_reasoning, show_progress=not args.no_progress,
-            max_length=args.max_length,
+            max_length=args.max_length, hybrid=args.hybrid,
         )  # fmt: skip
     except (FileNotFoundError, ValueError, ImportError, RuntimeError) as e:
         print(f"laser eval: error: {e}", file=sys.stderr)
@@ -148,6 +163,11 @@ def run(args: argparse.Namespace) -> int:
             )
     print(f"wall time: {wall:.1f} s", file=sys.stderr)
 
+    if args.run_dir:
+        from ..evaluation.run import write_run_files
+
+        for path in write_run_files(results, args.run_dir):
+            print(f"wrote {path}", file=sys.stderr)
     metric = args.metrics[0]
     if args.output:
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}

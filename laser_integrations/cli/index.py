@@ -39,7 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--chunk-size", type=int, default=256, help="documents embedded and written per step (default: %(default)s)")
     parser.add_argument("--recreate", action="store_true", help="drop the collection first and index everything again")
     parser.add_argument("--no-title", action="store_true", help="embed the text only, not 'title' + text")
-    cluster = parser.add_argument_group("server/cluster collection settings (ignored by embedded Qdrant)")
+    parser.add_argument("--hybrid", action="store_true", help="also write BM25 sparse vectors, for `laser search --hybrid`")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cluster = parser.add_argument_group("server/cluster collection settings (refused by embedded Qdrant, which has no shards)")
     cluster.add_argument("--shard-number", type=int, default=None)
     cluster.add_argument("--replication-factor", type=int, default=None)
     cluster.add_argument("--write-consistency-factor", type=int, default=None)
@@ -97,6 +99,18 @@ def _chunks(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[
         yield chunk
 
 
+def _sparse_encoder(path: Path, args: argparse.Namespace) -> Any:
+    """The BM25 sparse embedder, its average length measured on the whole corpus (so a resumed run agrees)."""
+    from haystack_integrations.components.embedders.laser_sparse import BM25SparseDocumentEmbedder
+
+    from ..sparse import BM25SparseEncoder
+
+    fields = [] if args.no_title else ["title"]
+    texts = [f"{r['title']}\n{r['text']}" if fields and r["title"] else r["text"] for r in read_corpus(path)]
+    avg = BM25SparseEncoder.fit(texts).avg_doc_length
+    return BM25SparseDocumentEmbedder(avg_doc_length=avg, meta_fields_to_embed=fields)
+
+
 def run(args: argparse.Namespace) -> int:
     if hint := missing_haystack():
         print(f"laser index: {hint}", file=sys.stderr)
@@ -122,9 +136,11 @@ def run(args: argparse.Namespace) -> int:
             meta_fields_to_embed=[] if args.no_title else ["title"],
         )
         embedder.warm_up()
+        sparse = _sparse_encoder(path, args) if args.hybrid else None
         store = open_document_store(
             embedding_dim=embedder.encoder.dimension,  # type: ignore[union-attr]
             recreate=args.recreate,
+            hybrid=args.hybrid,
             shard_number=args.shard_number,
             replication_factor=args.replication_factor,
             write_consistency_factor=args.write_consistency_factor,
@@ -137,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
 
     written = skipped = 0
     try:
-        with tqdm(total=total, desc=f"Indexing into {args.collection!r}", unit="doc") as bar:
+        with tqdm(total=total, desc=f"Indexing into {args.collection!r}", unit="doc", disable=args.no_progress) as bar:
             for chunk in _chunks(read_corpus(path), args.chunk_size):
                 # Resumable: ids already in the collection were embedded by an earlier (maybe stopped) run.
                 present = {doc.id for doc in store.get_documents_by_id([r["id"] for r in chunk])}
@@ -148,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
                 ]
                 if todo:
                     embedded = embedder.run(todo)["documents"]
+                    if sparse is not None:
+                        embedded = sparse.run(embedded)["documents"]
                     # OVERWRITE upserts by point id (uuid5 of the document id): never a duplicate point.
                     store.write_documents(embedded, policy=DuplicatePolicy.OVERWRITE)
                 written += len(todo)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from ._qdrant_args import (
     add_model_arguments,
@@ -27,6 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_store_arguments(parser)
     parser.add_argument("--top-k", type=int, default=10, help="number of hits (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per hit instead of a table")
+    parser.add_argument("--hybrid", action="store_true", help="fuse LaSER and BM25 by RRF (a collection indexed with --hybrid)")
     parser.set_defaults(command="search")
     return parser
 
@@ -36,12 +38,25 @@ def _snippet(text: str, width: int = 100) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _open_store(open_document_store: Any, dimension: int, args: argparse.Namespace) -> Any:
+    from ..qdrant import CollectionLayoutError
+
+    kwargs = {"embedding_dim": dimension, "progress_bar": False, **store_kwargs(args)}
+    try:
+        return open_document_store(hybrid=args.hybrid, **kwargs)
+    except CollectionLayoutError:
+        if args.hybrid:
+            raise
+        # A collection indexed with --hybrid also holds the dense vectors: a plain search reads those.
+        return open_document_store(hybrid=True, **kwargs)
+
+
 def run(args: argparse.Namespace) -> int:
     if hint := missing_haystack():
         print(f"laser search: {hint}", file=sys.stderr)
         return 1
     from haystack_integrations.components.embedders.laser import LaSERTextEmbedder
-    from haystack_integrations.components.retrievers.laser import LaSERRetriever
+    from haystack_integrations.components.retrievers.laser import LaSERHybridRetriever, LaSERRetriever
 
     from ..qdrant import CollectionDimensionError, StorageLockedError, open_document_store
 
@@ -52,11 +67,7 @@ def run(args: argparse.Namespace) -> int:
         # Load the model first: its dimension is what the collection must hold (the retriever reuses this load).
         embedder = LaSERTextEmbedder(**embedder_kwargs(args), progress_bar=False)
         embedder.warm_up()
-        store = open_document_store(
-            embedding_dim=embedder.encoder.dimension,  # type: ignore[union-attr]
-            progress_bar=False,
-            **store_kwargs(args),
-        )
+        store = _open_store(open_document_store, embedder.encoder.dimension, args)  # type: ignore[union-attr]
     except (FileNotFoundError, CollectionDimensionError, StorageLockedError, ValueError) as e:
         print(f"laser search: {e}", file=sys.stderr)
         return 1
@@ -68,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        retriever = LaSERRetriever(document_store=store, **embedder_kwargs(args), top_k=args.top_k)
+        kind = LaSERHybridRetriever if args.hybrid else LaSERRetriever
+        retriever = kind(document_store=store, **embedder_kwargs(args), top_k=args.top_k)
         documents = retriever.run(args.query)["documents"]
     finally:
         store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,7 +21,7 @@ import numpy as np
 from .baselines import BM25Baseline, SentenceTransformerBaseline, is_sentence_transformers_folder
 from .data import RetrievalDataset
 from .metrics import DEFAULT_METRICS, score_run
-from .search import SEARCH_BACKENDS, SearchBackend, exact_search
+from .search import SEARCH_BACKENDS, SearchBackend, exact_search, search_hybrid
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class EvalResult:
     encode_queries_seconds: float = 0.0
     search_seconds: float = 0.0
     max_length: int | None = None
+    run: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     @property
     def label(self) -> str:
@@ -78,7 +80,10 @@ class EvalResult:
         return label if self.query_mode == "query" else f"{label} [{self.query_mode}]"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, **asdict(self)}
+        """Everything but the rankings (``run``, which ``laser eval --run-dir`` writes as TREC run files)."""
+        data = asdict(self)
+        data.pop("run")
+        return {"label": self.label, **data}
 
 
 # -- models --------------------------------------------------------------------------------------------------------
@@ -215,6 +220,7 @@ def evaluate(
     show_progress: bool = False,
     loaded: dict[str, Any] | None = None,
     max_length: int | None = None,
+    hybrid: bool = False,
 ) -> list[EvalResult]:
     """Evaluate every model on every dataset, for every K (LaSER models) and query mode.
 
@@ -234,6 +240,8 @@ def evaluate(
         loaded: already loaded models by spec (skips :func:`load_model` for them; tests and notebooks).
         max_length: token budget of LaSER models' queries and documents on every dataset; None: each dataset's
             own (:attr:`RetrievalDataset.max_length`, 8192 on BRIGHT as the official harness), else the model's.
+        hybrid: after each dense model's result, also one for hybrid search (its embeddings and BM25 sparse
+            vectors in one Qdrant collection, fused by RRF; :func:`~.search.search_hybrid`), labelled ``MODEL+bm25``.
 
     Returns:
         One :class:`EvalResult` per (model, K, query mode, dataset), in that nesting order.
@@ -260,7 +268,7 @@ def evaluate(
         ks: list[int | None] = list(dict.fromkeys(num_thinking_steps)) if _supports_k(model) else [None]
         if _supports_k(model):
             ks = list(dict.fromkeys(k if k is not None else _default_k(model) for k in ks))
-        common = (query_modes, search, top_k, metrics, batch_size, missing_reasoning, show_progress)
+        common = (query_modes, search, top_k, metrics, batch_size, missing_reasoning, show_progress, hybrid)
         if len(ks) > 1 and hasattr(model, "encode_each_k"):
             # A K sweep: each dataset is embedded once for all K, so datasets go outside and K inside.
             sweep = _EachKCache(model, ks)  # type: ignore[arg-type]
@@ -310,6 +318,7 @@ def _evaluate_one(
     batch_size: int,
     missing_reasoning: MissingReasoning,
     show_progress: bool,
+    hybrid: bool = False,
     max_length: int | None = None,
 ) -> list[EvalResult]:
     doc_ids = list(dataset.corpus)
@@ -364,8 +373,22 @@ def _evaluate_one(
                 encode_queries_seconds=q_seconds,
                 search_seconds=search_seconds,
                 max_length=max_length,
+                run=run,
             )
         )
+        if hybrid and doc_emb is not None:
+            start = time.perf_counter()
+            rankings = search_hybrid(q_emb, doc_emb, [texts[q] for q in qids], doc_texts, doc_ids, depth)
+            run = drop_excluded(rankings, qids, dataset.excluded, top_k)
+            scores = score_run({q: dataset.qrels[q] for q in qids}, run, metrics)
+            out.append(
+                EvalResult(
+                    model=f"{label}+bm25", dataset=dataset.name, query_mode=mode, num_thinking_steps=k,
+                    metrics=scores.aggregate, per_query=scores.per_query, num_queries=len(qids),
+                    queries_without_reasoning=without, search_seconds=time.perf_counter() - start, run=run,
+                    max_length=max_length,
+                )  # fmt: skip
+            )
     return out
 
 
@@ -405,3 +428,36 @@ def results_to_json(results: Sequence[EvalResult], config: dict[str, Any] | None
     if len({r.dataset for r in results}) > 1:
         doc["averages"] = averages(results)
     return doc
+
+
+def run_file_name(result: EvalResult) -> str:
+    """``<label>.<dataset>.trec`` with every character a file name or a TREC run name cannot hold replaced."""
+    safe = lambda text: re.sub(r"[^A-Za-z0-9._=+-]+", "_", text).strip("_")  # noqa: E731
+    return f"{safe(result.label)}.{safe(result.dataset)}.trec"
+
+
+def write_run_files(results: Sequence[EvalResult], folder: str | os.PathLike) -> list[Path]:
+    """Write each result's ranking as a TREC run file (ranx ``Run.save``), atomically; returns the paths.
+
+    Lines are ``query_id Q0 doc_id rank score run_name``, the format trec_eval and ``ranx.Run.from_file`` read;
+    a query that retrieved nothing has no line.
+    """
+    import ranx
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [run_file_name(r) for r in results]
+    if len(set(names)) != len(names):
+        msg = f"Two results would share a run file name ({names}); give the models distinct names."
+        raise ValueError(msg)
+    paths = []
+    for result, name in zip(results, names):
+        ranked = {q: ranking for q, ranking in result.run.items() if ranking}
+        if not ranked:
+            continue
+        path = folder / name
+        tmp = path.with_name(f".{name}.tmp")
+        ranx.Run.from_dict(ranked, name=name.removesuffix(".trec")).save(str(tmp), kind="trec")
+        os.replace(tmp, path)  # a stopped run never leaves a half-written run file under the final name
+        paths.append(path)
+    return paths
