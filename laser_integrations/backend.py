@@ -2,7 +2,8 @@
 
 A Haystack text embedder, a document embedder, a retriever and a LlamaIndex embed model that name the same
 checkpoint with the same load parameters share one model in memory. Parameters that only change how texts are
-encoded (instruction, K, batch size, prefix) are per call, so they never cause a second load.
+encoded (instruction, K, batch size, prefix, normalisation, sequence length, truncate_dim, precision) are per call,
+so they never cause a second load.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 
 from .encoder import LaSEREncoder
-from .loading import resolve_device
+from .loading import resolve_device, resolve_dtype
 
 _ENCODERS: dict[str, LaSEREncoder] = {}
 _LOCK = threading.Lock()
@@ -34,11 +35,17 @@ def get_encoder(
     trust_remote_code: bool = False,
     local_files_only: bool = False,
     revision: str | None = None,
-    normalize: bool = True,
     model_kwargs: dict[str, Any] | None = None,
     tokenizer_kwargs: dict[str, Any] | None = None,
+    config_kwargs: dict[str, Any] | None = None,
+    cache_folder: str | None = None,
 ) -> LaSEREncoder:
     """The shared encoder for these load parameters, loaded with :meth:`LaSEREncoder.from_pretrained` on first use.
+
+    The cache key is canonical: the device as torch names it (``None`` and ``"cpu"`` are one key on a CPU-only
+    machine), the dtype under one name whichever way it is written (``torch.float16``, ``"float16"``,
+    ``"torch.float16"``, ``"fp16"``, under ``dtype`` or ``torch_dtype``; ``None`` is the device's default dtype).
+    Normalisation, K, the instruction and the sequence-length budget are per call, so they never load a copy.
 
     Args:
         model: hub id or local folder of a LaSER checkpoint.
@@ -47,21 +54,31 @@ def get_encoder(
         trust_remote_code: run code shipped with the checkpoint.
         local_files_only: never reach the hub.
         revision: hub branch, tag or commit.
-        normalize: L2-normalise embeddings (LaSER checkpoints are trained for cosine similarity).
         model_kwargs: extra ``AutoModelForCausalLM.from_pretrained`` arguments; ``dtype`` / ``torch_dtype``
             here selects the weights' dtype.
-        tokenizer_kwargs: extra ``AutoTokenizer.from_pretrained`` arguments.
+        tokenizer_kwargs: extra ``AutoTokenizer.from_pretrained`` arguments (``model_max_length`` is a
+            per-call budget, not a load parameter: components pass it to ``encode`` as ``max_length``).
+        config_kwargs: model config attributes to override (see ``LaSEREncoder.from_pretrained``).
+        cache_folder: where hub downloads are cached.
     """
+    resolved_device = _canonical_device(device)
+    kwargs = dict(model_kwargs or {})
+    # from_pretrained takes the dtype as its own argument; the key "torch_dtype" is transformers' old name.
+    dtype, old_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
+    dtype = resolve_dtype(dtype if dtype is not None else old_dtype, torch.device(resolved_device))
+    tok_kwargs = {k: v for k, v in (tokenizer_kwargs or {}).items() if k != "model_max_length"}
     params = {
         "model": str(model),
-        "device": _canonical_device(device),
+        "device": resolved_device,
+        "dtype": str(dtype).removeprefix("torch."),
         "token_sha256": hashlib.sha256(token.encode()).hexdigest() if token else None,
         "trust_remote_code": trust_remote_code,
         "local_files_only": local_files_only,
         "revision": revision,
-        "normalize": normalize,
-        "model_kwargs": model_kwargs,
-        "tokenizer_kwargs": tokenizer_kwargs,
+        "model_kwargs": kwargs or None,
+        "tokenizer_kwargs": tok_kwargs or None,
+        "config_kwargs": config_kwargs or None,
+        "cache_folder": None if cache_folder is None else str(cache_folder),
     }
     key = encoder_cache_key(params)
     encoder = _ENCODERS.get(key)
@@ -71,21 +88,18 @@ def get_encoder(
     with _LOCK:
         encoder = _ENCODERS.get(key)
         if encoder is None:
-            kwargs = dict(model_kwargs or {})
-            # from_pretrained takes the dtype as its own argument; the key "torch_dtype" is transformers' old name.
-            dtype, old_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
-            dtype = dtype if dtype is not None else old_dtype
             encoder = LaSEREncoder.from_pretrained(
                 model,
-                device=params["device"],
+                device=resolved_device,
                 dtype=dtype,
                 token=token,
                 trust_remote_code=trust_remote_code,
                 local_files_only=local_files_only,
                 revision=revision,
                 model_kwargs=kwargs or None,
-                tokenizer_kwargs=tokenizer_kwargs,
-                normalize=normalize,
+                tokenizer_kwargs=tok_kwargs or None,
+                config_kwargs=config_kwargs or None,
+                cache_dir=cache_folder,
             )
             _ENCODERS[key] = encoder
     return encoder

@@ -43,7 +43,8 @@ class LaSERConfig:
         query_instruction: Instruction used for queries when a call does not give one.
         document_instruction: Instruction for documents (unused by the default template).
         use_chat_template: Wrap the formatted text as one user message with the generation prompt.
-        chat_suffix: Text appended after the chat template (Qwen3's empty think block by default).
+        chat_suffix: Text appended after the formatted input. ``None`` (the default): Qwen3's empty think block
+            when ``use_chat_template`` is on, nothing when it is off; set it to keep a suffix either way.
         query_max_length: Token budget of a query, template included.
         document_max_length: Token budget of a document, template included.
         normalize: L2-normalise the pooled embedding (cosine similarity = dot product).
@@ -55,13 +56,16 @@ class LaSERConfig:
     query_instruction: str = DEFAULT_QUERY_INSTRUCTION
     document_instruction: str = ""
     use_chat_template: bool = True
-    chat_suffix: str = QWEN3_EMPTY_THINK
+    chat_suffix: str | None = None
     query_max_length: int = 512
     document_max_length: int = 512
     normalize: bool = True
 
     def __post_init__(self) -> None:
         validate_num_thinking_steps(self.num_thinking_steps)
+        if self.chat_suffix is None:
+            # The think block belongs to Qwen3's chat format; without the chat template it would surprise.
+            self.chat_suffix = default_chat_suffix(self.use_chat_template)
         for name in ("query_template", "document_template"):
             template = getattr(self, name)
             if "{text}" not in template:
@@ -97,8 +101,15 @@ class LaSERConfig:
         return cls(**data)
 
     def replace(self, **overrides: Any) -> LaSERConfig:
-        """A copy with ``overrides`` applied (validated like the constructor)."""
-        return self.from_dict({**self.to_dict(), **overrides})
+        """A copy with ``overrides`` applied (validated like the constructor).
+
+        Turning ``use_chat_template`` on or off also switches a default ``chat_suffix`` to the new default.
+        """
+        data = self.to_dict()
+        switched = "use_chat_template" in overrides and "chat_suffix" not in overrides
+        if switched and data["chat_suffix"] == default_chat_suffix(data["use_chat_template"]):
+            data["chat_suffix"] = None
+        return self.from_dict({**data, **overrides})
 
     def save(self, folder: str | os.PathLike) -> Path:
         path = Path(folder) / CONFIG_NAME
@@ -124,6 +135,10 @@ class LaSERConfig:
             msg = f"Unknown preset {name!r}. Valid presets are: {sorted(PRESETS)}."
             raise ValueError(msg)
         return PRESETS[name].replace(**overrides)
+
+
+def default_chat_suffix(use_chat_template: bool) -> str:
+    return QWEN3_EMPTY_THINK if use_chat_template else ""
 
 
 def validate_num_thinking_steps(k: Any) -> int:

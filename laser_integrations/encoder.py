@@ -18,6 +18,8 @@ from transformers import PreTrainedTokenizerBase
 from .config import LaSERConfig, validate_num_thinking_steps
 from .formatting import Formatter, Kind
 from .latent import KVWorkspace, latent_think, pool_steps, unwrap_causal_lm
+from .options import check_max_length
+from .quantization import Precision, check_precision, check_truncate_dim, quantize_embeddings, truncate_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -117,11 +119,15 @@ class LaSEREncoder:
         batch_size: int = 8,
         show_progress: bool = False,
         num_thinking_steps: int | None = None,
+        **options: Any,
     ) -> np.ndarray:
         """Embed queries (query template, ``instruction`` or the config's default instruction).
 
+        ``options`` are :meth:`encode`'s other keywords (``normalize``, ``max_length``, ``truncate_dim``,
+        ``precision``, ``quantization_ranges``).
+
         Returns:
-            ``numpy.float32`` array of shape ``(len(texts), dimension)``.
+            ``numpy.float32`` array of shape ``(len(texts), dimension)`` (other dtypes with ``precision``).
         """
         return self.encode(
             texts,
@@ -130,6 +136,7 @@ class LaSEREncoder:
             batch_size=batch_size,
             show_progress=show_progress,
             num_thinking_steps=num_thinking_steps,
+            **options,
         )
 
     def encode_documents(
@@ -140,8 +147,9 @@ class LaSEREncoder:
         batch_size: int = 8,
         show_progress: bool = False,
         num_thinking_steps: int | None = None,
+        **options: Any,
     ) -> np.ndarray:
-        """Embed documents (document template). Same return type as :meth:`encode_queries`."""
+        """Embed documents (document template). Same options and return type as :meth:`encode_queries`."""
         return self.encode(
             texts,
             kind="document",
@@ -149,6 +157,7 @@ class LaSEREncoder:
             batch_size=batch_size,
             show_progress=show_progress,
             num_thinking_steps=num_thinking_steps,
+            **options,
         )
 
     def encode(
@@ -160,12 +169,45 @@ class LaSEREncoder:
         batch_size: int = 8,
         show_progress: bool = False,
         num_thinking_steps: int | None = None,
+        normalize: bool | None = None,
+        max_length: int | None = None,
+        truncate_dim: int | None = None,
+        precision: Precision = "float32",
+        quantization_ranges: Any = None,
     ) -> np.ndarray:
-        """Embed ``texts`` as ``kind`` ("query" or "document")."""
+        """Embed ``texts`` as ``kind`` ("query" or "document").
+
+        Args:
+            normalize: L2-normalise the embeddings; ``None`` uses the config's ``normalize``.
+            max_length: token budget of each input, template included; ``None`` uses the config's
+                ``query_max_length`` / ``document_max_length``.
+            truncate_dim: keep the first ``truncate_dim`` dimensions (normalised after truncation, as
+                sentence-transformers does). LaSER checkpoints are not trained for truncation (Matryoshka).
+            precision: ``"float32"``, or ``"int8"`` / ``"uint8"`` / ``"binary"`` / ``"ubinary"`` with
+                sentence-transformers' quantization (see :func:`laser_integrations.quantization.quantize_embeddings`).
+            quantization_ranges: ``(2, dim)`` per-dimension minima and maxima for int8/uint8; without them the
+                ranges come from this call's embeddings.
+        """
         k = validate_num_thinking_steps(
             self.config.num_thinking_steps if num_thinking_steps is None else num_thinking_steps
         )
-        return self._encode(texts, kind, instruction, batch_size, show_progress, [k])[:, 0]
+        check_truncate_dim(truncate_dim)
+        if truncate_dim is not None and truncate_dim > self.dimension:
+            msg = f"truncate_dim={truncate_dim} is larger than the model's embedding dimension {self.dimension}."
+            raise ValueError(msg)
+        check_precision(precision, quantization_ranges)
+        normalize = self.config.normalize if normalize is None else bool(normalize)
+        # Truncation comes before normalisation, so the pooled vectors stay raw until then.
+        raw = truncate_dim is not None
+        out = self._encode(texts, kind, instruction, batch_size, show_progress, [k], normalize and not raw, max_length)
+        out = out[:, 0]
+        if raw:
+            out = truncate_embeddings(out, truncate_dim)
+            if normalize:
+                out /= np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
+        if precision != "float32" and len(out):
+            out = quantize_embeddings(out, precision, quantization_ranges)
+        return out
 
     def encode_each_k(
         self,
@@ -189,7 +231,7 @@ class LaSEREncoder:
         if not ks:
             msg = "encode_each_k needs at least one K in num_thinking_steps."
             raise ValueError(msg)
-        out = self._encode(texts, kind, instruction, batch_size, show_progress, ks)
+        out = self._encode(texts, kind, instruction, batch_size, show_progress, ks, self.config.normalize, None)
         return {k: np.ascontiguousarray(out[:, i]) for i, k in enumerate(ks)}
 
     def _encode(
@@ -200,6 +242,8 @@ class LaSEREncoder:
         batch_size: int,
         show_progress: bool,
         ks: list[int],
+        normalize: bool,
+        max_length: int | None,
     ) -> np.ndarray:
         """(len(texts), len(ks), dimension) embeddings, from one latent run of max(ks) steps per batch."""
         if kind not in ("query", "document"):
@@ -212,6 +256,7 @@ class LaSEREncoder:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             msg = f"batch_size must be a positive integer, got {batch_size!r}."
             raise ValueError(msg)
+        check_max_length("max_length", max_length)
         out = np.empty((len(texts), len(ks), self.dimension), dtype=np.float32)
         if not texts:
             return out
@@ -221,38 +266,46 @@ class LaSEREncoder:
             for chunk_start in range(0, len(texts), self.chunk_size):
                 chunk = texts[chunk_start : chunk_start + self.chunk_size]
                 with self._tokenizer_lock:
-                    ids, n_truncated = self.formatter.tokenize(chunk, kind, instruction)
+                    ids, n_truncated = self.formatter.tokenize(chunk, kind, instruction, max_length)
                 truncated += n_truncated
                 # Longest first: similar lengths share a batch (less padding), and a too-large batch fails
                 # at once rather than at the end.
                 order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
                 for start in range(0, len(order), batch_size):
                     rows = order[start : start + batch_size]
-                    out[[chunk_start + i for i in rows]] = self.embed_token_ids([ids[i] for i in rows], max(ks), ks)
+                    batch = [ids[i] for i in rows]
+                    out[[chunk_start + i for i in rows]] = self.embed_token_ids(batch, max(ks), ks, normalize=normalize)
                     bar.update(len(rows))
         if truncated:
+            default = f"{kind}_max_length={self.formatter.max_length(kind)}"
+            budget = f"max_length={max_length}" if max_length else default
             logger.warning(
-                "%d of %d %s were longer than %s_max_length=%d tokens and were truncated (the template is kept).",
-                truncated, len(texts), plural, kind,
-                self.formatter.max_length(kind),
+                "%d of %d %s were longer than %s tokens and were truncated (the template is kept).",
+                truncated, len(texts), plural, budget,
             )  # fmt: skip
         return out
 
     @torch.inference_mode()
     def embed_token_ids(
-        self, batch: list[list[int]], num_thinking_steps: int, pool: Sequence[int] | None = None
+        self,
+        batch: list[list[int]],
+        num_thinking_steps: int,
+        pool: Sequence[int] | None = None,
+        *,
+        normalize: bool | None = None,
     ) -> np.ndarray:
         """Embed already tokenised inputs (one padded batch): (batch, dimension), or (batch, len(pool), dimension)
-        with the embedding of each K in ``pool`` (each at most ``num_thinking_steps``)."""
+        with the embedding of each K in ``pool`` (each at most ``num_thinking_steps``). ``normalize``: ``None``
+        uses the config's."""
+        normalize = self.config.normalize if normalize is None else normalize
         input_ids, attention_mask = self.pad(batch, self.device)
         workspace = self._kv_workspace if input_ids.device.type == "cpu" else None
         result = latent_think(
-            self.model, input_ids, attention_mask, num_thinking_steps, normalize=self.config.normalize,
-            workspace=workspace,
+            self.model, input_ids, attention_mask, num_thinking_steps, normalize=normalize, workspace=workspace,
         )  # fmt: skip
         if pool is None:
             return result.embeddings.float().cpu().numpy()
-        pooled = [pool_steps(result.step_states, k, normalize=self.config.normalize) for k in pool]
+        pooled = [pool_steps(result.step_states, k, normalize=normalize) for k in pool]
         return torch.stack(pooled, dim=1).float().cpu().numpy()
 
     def clear_kv_workspace(self) -> int:
@@ -300,6 +353,8 @@ class LaSEREncoder:
         gguf_file: str | None = None,
         model_kwargs: dict[str, Any] | None = None,
         tokenizer_kwargs: dict[str, Any] | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+        cache_dir: str | os.PathLike | None = None,
         **config_overrides: Any,
     ) -> LaSEREncoder:
         """Load a LaSER encoder from a hub id, a local folder, a LoRA adapter folder or a GGUF file.
@@ -318,6 +373,9 @@ class LaSEREncoder:
             gguf_file: the GGUF file's name inside ``name_or_path`` when that is a folder.
             model_kwargs: extra keyword arguments for ``AutoModelForCausalLM.from_pretrained``.
             tokenizer_kwargs: extra keyword arguments for ``AutoTokenizer.from_pretrained``.
+            config_kwargs: attributes of the transformers model config to override (``AutoConfig.from_pretrained``
+                keywords); a name the config does not have is an error.
+            cache_dir: where hub downloads are cached (default: the Hugging Face cache).
             **config_overrides: :class:`LaSERConfig` fields that replace the checkpoint's own
                 (e.g. ``num_thinking_steps=5``).
         """
@@ -335,6 +393,8 @@ class LaSEREncoder:
             gguf_file=gguf_file,
             model_kwargs=model_kwargs,
             tokenizer_kwargs=tokenizer_kwargs,
+            config_kwargs=config_kwargs,
+            cache_dir=cache_dir,
         )
         if config_overrides:
             config = config.replace(**config_overrides)

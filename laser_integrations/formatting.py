@@ -55,14 +55,17 @@ class Formatter:
     def max_length(self, kind: Kind) -> int:
         return self.config.query_max_length if kind == "query" else self.config.document_max_length
 
-    def tokenize(self, texts: list[str], kind: Kind, instruction: str | None = None) -> tuple[list[list[int]], int]:
-        """Token ids for each text, truncated to the kind's max length; also the count of truncated texts.
+    def tokenize(
+        self, texts: list[str], kind: Kind, instruction: str | None = None, max_length: int | None = None
+    ) -> tuple[list[list[int]], int]:
+        """Token ids for each text, truncated to ``max_length`` (default: the kind's budget in the config); also
+        the count of truncated texts.
 
         The whole rendered string is tokenised at once (as the released checkpoints were fed), so tokens at
         the template's seams are the ones the model saw in training.
         """
         prefix, suffix = self.frame(kind, instruction)
-        max_length = self.max_length(kind)
+        max_length = self.max_length(kind) if max_length is None else max_length
         # A chat template carries its own special tokens (and BOS where the model uses one).
         add_special = not self.config.use_chat_template
         rendered = [prefix + text + suffix for text in texts]
@@ -88,7 +91,8 @@ class Formatter:
         if budget < 1:
             msg = (
                 f"The {kind} template alone takes {len(head) + len(tail)} tokens, which leaves no room for the "
-                f"text within {kind}_max_length={max_length}. Raise {kind}_max_length or shorten the instruction."
+                f"text within {kind}_max_length={max_length} (or max_length, where it was set). Raise it or shorten "
+                "the instruction."
             )
             raise ValueError(msg)
         return head + body[:budget] + tail

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import cached_file
 
 from .config import CONFIG_NAME, PRESETS, LaSERConfig
@@ -129,6 +129,8 @@ def load_model_and_tokenizer(
     gguf_file: str | None = None,
     model_kwargs: dict[str, Any] | None = None,
     tokenizer_kwargs: dict[str, Any] | None = None,
+    config_kwargs: dict[str, Any] | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> tuple[nn.Module, PreTrainedTokenizerBase, LaSERConfig]:
     """Load (model, tokenizer, LaSER config) from any supported source; see ``LaSEREncoder.from_pretrained``."""
     from .offline import default_laser_config, resolve_model_path
@@ -137,7 +139,9 @@ def load_model_and_tokenizer(
     name = resolve_model_path(os.fspath(name_or_path))
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
-    hub = {"local_files_only": local_files_only, "revision": revision, "token": token}
+    hub: dict[str, Any] = {"local_files_only": local_files_only, "revision": revision, "token": token}
+    if cache_dir is not None:
+        hub["cache_dir"] = os.fspath(cache_dir)
 
     if name.endswith(".gguf") and os.path.isfile(name):
         name, gguf_file = os.path.dirname(os.path.abspath(name)), os.path.basename(name)
@@ -159,7 +163,7 @@ def load_model_and_tokenizer(
     adapter_config = None if gguf_file else _find_file(name, ADAPTER_CONFIG, hub)
     if adapter_config:
         return _load_lora(name, adapter_config, device, torch_dtype, hub, trust_remote_code, allow_pickle,
-                          model_kwargs, tokenizer_kwargs)  # fmt: skip
+                          model_kwargs, tokenizer_kwargs, config_kwargs)  # fmt: skip
 
     if os.path.isdir(name) and gguf_file is None:
         _check_local_folder(Path(name), allow_pickle)
@@ -169,12 +173,17 @@ def load_model_and_tokenizer(
         torch_dtype = released_dtype(device)
     load_kwargs: dict[str, Any] = {**hub, "trust_remote_code": trust_remote_code}
     model_kw = {**load_kwargs, "dtype": torch_dtype, **(model_kwargs or {})}
+    # transformers looks for a LoRA adapter with only token/revision (no local_files_only, no cache_dir), which
+    # reaches the hub (and waits on its retries offline) for a cached hub id; adapters are handled above anyway.
+    model_kw.setdefault("adapter_kwargs", {k: hub[k] for k in ("local_files_only", "cache_dir") if k in hub})
     tok_kw = {**load_kwargs, **(tokenizer_kwargs or {})}
     if gguf_file:
         model_kw["gguf_file"] = tok_kw["gguf_file"] = gguf_file
     elif not allow_pickle:
         model_kw["use_safetensors"] = True
     try:
+        if config_kwargs:
+            model_kw["config"] = _load_config(name, config_kwargs, load_kwargs, gguf_file)
         model = AutoModelForCausalLM.from_pretrained(name, **model_kw)
         tokenizer = AutoTokenizer.from_pretrained(name, **tok_kw)
     except OSError as e:
@@ -203,6 +212,7 @@ def _load_lora(
     allow_pickle: bool,
     model_kwargs: dict[str, Any] | None,
     tokenizer_kwargs: dict[str, Any] | None,
+    config_kwargs: dict[str, Any] | None,
 ) -> tuple[nn.Module, PreTrainedTokenizerBase, LaSERConfig]:
     """Base model + LoRA adapter, merged into plain weights (no adapter overhead at inference)."""
     try:
@@ -216,7 +226,7 @@ def _load_lora(
         raise ValueError(msg)
     model, tokenizer, base_config = load_model_and_tokenizer(
         base, device=device, dtype=torch_dtype, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
-        model_kwargs=model_kwargs, tokenizer_kwargs=tokenizer_kwargs, **hub,
+        model_kwargs=model_kwargs, tokenizer_kwargs=tokenizer_kwargs, config_kwargs=config_kwargs, **hub,
     )  # fmt: skip
     model = PeftModel.from_pretrained(model, folder, **hub).merge_and_unload()
     if _find_file(folder, "tokenizer_config.json", hub):
@@ -224,6 +234,21 @@ def _load_lora(
                                                   **(tokenizer_kwargs or {}))  # fmt: skip
     config = load_laser_config(folder, hub) if _find_file(folder, CONFIG_NAME, hub) else base_config
     return model.to(device), tokenizer, config
+
+
+def _load_config(name: str, config_kwargs: dict[str, Any], load_kwargs: dict[str, Any], gguf_file: str | None) -> Any:
+    """The checkpoint's model config with ``config_kwargs`` applied; a key the config does not have is an error."""
+    extra = {"gguf_file": gguf_file} if gguf_file else {}
+    config, unused = AutoConfig.from_pretrained(
+        name, **load_kwargs, **extra, **config_kwargs, return_unused_kwargs=True
+    )
+    if unused:
+        msg = (
+            f"config_kwargs {sorted(unused)} are not attributes of {type(config).__name__}, so they would change "
+            "nothing; check their spelling against the checkpoint's config.json."
+        )
+        raise ValueError(msg)
+    return config
 
 
 def save_model_and_tokenizer(

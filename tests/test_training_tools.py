@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
@@ -77,36 +78,103 @@ def test_local_generator_through_the_cli(tmp_path):
 
 
 class _Chat(BaseHTTPRequestHandler):
+    """A fake OpenAI-compatible endpoint: answers each prompt with its text reversed, after the failures queued
+    for it in ``fail`` (HTTP statuses, each sent once, with a short Retry-After so the client retries at once)."""
+
     seen: ClassVar[list] = []
+    fail: ClassVar[dict[str, list[int]]] = {}
+    lock = threading.Lock()
+    in_flight = 0
+    most_in_flight = 0
+    # When set, each request waits (at most 5 s) until two are in flight at once, so overlap is certain.
+    wait_for_overlap = False
+    overlap = threading.Event()
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _Chat.seen.append((self.path, self.headers.get("Authorization"), body))
-        answer = {"choices": [{"message": {"content": " step one\n\nstep two "}}]}
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        prompt = body["messages"][0]["content"]
+        with _Chat.lock:
+            _Chat.seen.append((self.path, self.headers.get("Authorization"), body))
+            status = _Chat.fail.get(prompt, []).pop(0) if _Chat.fail.get(prompt) else 200
+            _Chat.in_flight += 1
+            _Chat.most_in_flight = max(_Chat.most_in_flight, _Chat.in_flight)
+            if _Chat.in_flight >= 2:
+                _Chat.overlap.set()
+        try:
+            if _Chat.wait_for_overlap:
+                _Chat.overlap.wait(5)
+            if status == 200:
+                answer = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                          "choices": [{"index": 0, "finish_reason": "stop",
+                                       "message": {"role": "assistant", "content": f" {prompt[::-1]} "}}]}  # fmt: skip
+            else:
+                answer = {"error": {"message": f"injected {status}", "type": "test"}}
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("retry-after-ms", "10")
+            self.end_headers()
+            self.wfile.write(data)
+        finally:
+            with _Chat.lock:
+                _Chat.in_flight -= 1
 
     def log_message(self, *args):
         pass
 
 
-def test_http_generator_uses_env_url_and_key(monkeypatch):
-    server = HTTPServer(("127.0.0.1", 0), _Chat)
+@pytest.fixture
+def chat_server(monkeypatch):
+    _Chat.seen, _Chat.fail, _Chat.in_flight, _Chat.most_in_flight = [], {}, 0, 0
+    _Chat.wait_for_overlap, _Chat.overlap = False, threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Chat)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setenv("LASER_REASON_BASE_URL", f"http://127.0.0.1:{server.server_port}/v1")
-        monkeypatch.setenv("LASER_REASON_API_KEY", "sk-test")
-        generate = http_generator("some-model", max_new_tokens=32)
-        assert generate(["p1", "p2"]) == ["step one\n\nstep two"] * 2
-        path, auth, body = _Chat.seen[0]
-        assert path == "/v1/chat/completions" and auth == "Bearer sk-test"
-        assert body["model"] == "some-model" and body["messages"][0]["content"] == "p1" and body["max_tokens"] == 32
-    finally:
-        server.shutdown()
+    monkeypatch.setenv("LASER_REASON_BASE_URL", f"http://127.0.0.1:{server.server_port}/v1")
+    monkeypatch.setenv("LASER_REASON_API_KEY", "sk-test-secret")
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_generator_uses_env_url_and_key(chat_server, caplog):
+    generate = http_generator("some-model", max_new_tokens=32, concurrency=2)
+    with caplog.at_level(logging.DEBUG):
+        assert generate(["p1", "p2"]) == ["1p", "2p"]
+    path, auth, body = _Chat.seen[0]
+    assert path == "/v1/chat/completions" and auth == "Bearer sk-test-secret"
+    assert body["model"] == "some-model" and body["max_tokens"] == 32 and body["temperature"] == 0
+    assert sorted(b["messages"][0]["content"] for _, _, b in _Chat.seen) == ["p1", "p2"]
+    assert "sk-test-secret" not in caplog.text
+
+
+def test_http_generator_retries_429_and_500_and_bounds_concurrency(chat_server):
+    _Chat.fail, _Chat.wait_for_overlap = {"p3": [429, 500]}, True
+    prompts = [f"p{i}" for i in range(9)]
+    assert http_generator("m", concurrency=3, max_retries=2)(prompts) == [p[::-1] for p in prompts]  # in order
+    assert [b["messages"][0]["content"] for _, _, b in _Chat.seen].count("p3") == 3  # two failures, then the answer
+    assert 2 <= _Chat.most_in_flight <= 3
+
+
+def test_http_generator_gives_up_naming_the_status(chat_server):
+    _Chat.fail = {"p0": [503, 503, 503]}
+    with pytest.raises(RuntimeError, match=r"answered HTTP 503 \(after up to 1 retries\)"):
+        http_generator("m", max_retries=1)(["p0"])
+    assert len(_Chat.seen) == 2
+
+
+def test_reason_cli_over_http_resumes_after_a_failed_batch(chat_server, tmp_path):
+    folder = make_beir(tmp_path / "beir")
+    _Chat.fail = {REASON_PROMPT.format(query="about relativity?"): [500, 500]}  # q4: fails in the second batch
+    args = ["reason", "--data", str(folder), "--generator", "http", "--model", "m", "--batch_size", "3",
+            "--concurrency", "2", "--max_retries", "1"]  # fmt: skip
+    with pytest.raises(RuntimeError, match="HTTP 500"):
+        main(args)
+    assert set(load_reasoning(folder / "reasoning.jsonl")) == {"q0", "q1", "q2", "q3"}  # the first batch is kept
+    assert main(args) == 0  # the failure queue is spent: the rerun does only what is missing
+    rows = [json.loads(line) for line in (folder / "reasoning.jsonl").read_text().splitlines()]
+    assert sorted(r["_id"] for r in rows) == [f"q{i}" for i in range(6)]
+    assert rows[-1]["reasoning"] == REASON_PROMPT.format(query="about bayes theorem?")[::-1].strip()
 
 
 def test_http_generator_without_url_explains(monkeypatch):

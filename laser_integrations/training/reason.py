@@ -1,9 +1,10 @@
 """``laser-train reason``: write chain-of-thought rationales for the queries that lack one.
 
 Generators: a local transformers causal LM (batched greedy generation; any model ``load_model_and_tokenizer``
-reads, ``smollm2-135m-offline`` included) or an OpenAI-compatible ``/chat/completions`` endpoint whose URL and
-key come from the environment (``LASER_REASON_BASE_URL`` or ``OPENAI_BASE_URL``; ``LASER_REASON_API_KEY`` or
-``OPENAI_API_KEY``; the key is never logged).
+reads, ``smollm2-135m-offline`` included) or an OpenAI-compatible ``/chat/completions`` endpoint, through the
+``openai`` client, whose URL and key come from the environment (``LASER_REASON_BASE_URL`` or ``OPENAI_BASE_URL``;
+``LASER_REASON_API_KEY`` or ``OPENAI_API_KEY``; the key is never logged), with ``--concurrency`` requests in
+flight and retries with exponential backoff on 408/409/429/5xx and connection errors.
 
 Output: ``{"_id", "reasoning", "source"}`` lines (a BEIR ``reasoning.jsonl``), appended and flushed per batch;
 a rerun skips every id already written, so a killed run resumes where it stopped. For a BEIR folder the
@@ -18,9 +19,8 @@ import argparse
 import json
 import logging
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -101,39 +101,56 @@ def _env(names: tuple[str, ...]) -> str | None:
 
 
 def http_generator(
-    model: str, *, max_new_tokens: int = 256, timeout: float = 120.0
+    model: str,
+    *,
+    max_new_tokens: int = 256,
+    timeout: float = 120.0,
+    concurrency: int = 8,
+    max_retries: int = 5,
 ) -> Callable[[list[str]], list[str]]:
-    """An OpenAI-compatible chat completions endpoint (URL and key from the environment)."""
+    """An OpenAI-compatible chat completions endpoint, through the ``openai`` client.
+
+    The URL and key come from the environment only (see the module docstring); the key is never logged. Each
+    call sends its prompts with at most ``concurrency`` requests in flight and returns the answers in order.
+    The client retries 408/409/429/5xx answers and connection errors up to ``max_retries`` times with
+    exponential backoff and jitter (or the server's ``Retry-After``), then the call fails naming the status.
+    """
+    import openai
+
     base = _env(URL_ENVS)
     if not base:
         msg = f"The http generator needs the endpoint URL in {URL_ENVS[0]} (or {URL_ENVS[1]}), e.g. http://localhost:8000/v1."
         raise ValueError(msg)
-    key = _env(KEY_ENVS)
-    url = base.rstrip("/") + "/chat/completions"
+    for name, value, least in (("concurrency", concurrency, 1), ("max_retries", max_retries, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            msg = f"{name} must be an integer >= {least}, got {value!r}."
+            raise ValueError(msg)
+    # Local servers (vLLM, llama.cpp) need no key, but the client insists on one; this placeholder is sent instead.
+    client = openai.OpenAI(base_url=base, api_key=_env(KEY_ENVS) or "no-key", max_retries=max_retries, timeout=timeout)
+    where = base.rstrip("/") + "/chat/completions"
 
     def one(prompt: str) -> str:
-        body = json.dumps({"model": model, "messages": [{"role": "user", "content": prompt}],
-                           "max_tokens": max_new_tokens, "temperature": 0}).encode()  # fmt: skip
-        headers = {"Content-Type": "application/json"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                payload = json.loads(response.read().decode("utf-8"))
-        except urllib.error.HTTPError as e:
-            msg = f"{url} answered HTTP {e.code}: {e.read()[:300]!r}"
+            response = client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_new_tokens, temperature=0
+            )
+        except openai.APIStatusError as e:
+            msg = f"{where} answered HTTP {e.status_code} (after up to {max_retries} retries): {str(e.message)[:300]}"
             raise RuntimeError(msg) from e
-        except urllib.error.URLError as e:
-            msg = f"Could not reach {url}: {e.reason}"
+        except openai.APIConnectionError as e:
+            msg = f"Could not reach {where} (after up to {max_retries} retries): {e}"
             raise RuntimeError(msg) from e
-        try:
-            return payload["choices"][0]["message"]["content"].strip()
-        except (KeyError, IndexError, TypeError) as e:
-            msg = f"{url} returned no choices[0].message.content: {str(payload)[:300]}"
-            raise RuntimeError(msg) from e
+        content = response.choices[0].message.content if response.choices else None
+        if not isinstance(content, str):
+            msg = f"{where} returned no choices[0].message.content: {str(response)[:300]}"
+            raise RuntimeError(msg)
+        return content.strip()
 
-    return lambda prompts: [one(p) for p in prompts]
+    def generate(prompts: list[str]) -> list[str]:
+        with ThreadPoolExecutor(max_workers=min(concurrency, max(len(prompts), 1))) as pool:
+            return list(pool.map(one, prompts))
+
+    return generate
 
 
 def write_rationales(
@@ -196,8 +213,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", default=None, help="reasoning JSONL (default: DATA/reasoning.jsonl for a BEIR folder)")
     p.add_argument("--generator", choices=("local", "http"), default="local")
     p.add_argument("--model", required=True, help="local: model path/id/alias; http: the endpoint's model name")
-    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--batch_size", type=int, default=8, help="prompts per batch; each finished batch is written")
     p.add_argument("--max_new_tokens", type=int, default=256)
+    p.add_argument("--concurrency", type=int, default=8, help="http: requests in flight at once")
+    p.add_argument("--max_retries", type=int, default=5, help="http: retries per request (backoff with jitter)")
+    p.add_argument("--timeout", type=float, default=120.0, help="http: seconds per request")
     p.add_argument("--device", default=None)
     p.add_argument("--merge_into", default=None, help="JSONL input: also write a copy with the rationales filled in")
 
@@ -212,7 +232,8 @@ def run(args: argparse.Namespace) -> int:
     if args.generator == "local":
         generate = local_generator(args.model, max_new_tokens=args.max_new_tokens, device=args.device)
     else:
-        generate = http_generator(args.model, max_new_tokens=args.max_new_tokens)
+        generate = http_generator(args.model, max_new_tokens=args.max_new_tokens, timeout=args.timeout,
+                                  concurrency=args.concurrency, max_retries=args.max_retries)  # fmt: skip
     n = write_rationales(queries, output, generate, existing=existing, batch_size=args.batch_size,
                          source=f"generated:{args.model}")  # fmt: skip
     print(f"Wrote {n} rationales to {output} ({len(queries) - n} already had one).")

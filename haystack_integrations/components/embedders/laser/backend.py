@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
+import logging
 from typing import Any, ClassVar, Literal, TypeVar
 
 from haystack import default_from_dict, default_to_dict
@@ -13,9 +15,70 @@ from haystack.utils.hf import deserialize_hf_model_kwargs, serialize_hf_model_kw
 from laser_integrations.backend import get_encoder
 from laser_integrations.config import validate_num_thinking_steps
 from laser_integrations.encoder import LaSEREncoder
+from laser_integrations.options import (
+    MULTI_DEVICE_REFUSAL,
+    check_backend,
+    check_instruction_is_used,
+    check_mapping,
+    max_length_from_tokenizer_kwargs,
+)
+from laser_integrations.quantization import check_precision, check_truncate_dim
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "Alibaba-NLP/LaSER-Qwen3-0.6B"
 T = TypeVar("T", bound="LaSEREmbedderBase")
+
+# LaSEREncoder.encode keywords the components set from their own parameters (encode_kwargs may not set them).
+_ENCODE_FROM_PARAMETER = {
+    "kind": "the component (query or document)", "instruction": "instruction", "batch_size": "batch_size",
+    "show_progress": "progress_bar", "num_thinking_steps": "num_thinking_steps", "normalize": "normalize_embeddings",
+    "max_length": "tokenizer_kwargs={'model_max_length': N}", "truncate_dim": "truncate_dim", "precision": "precision",
+    "quantization_ranges": "quantization_ranges",
+}  # fmt: skip
+# SentenceTransformer.encode keywords a ported pipeline may carry in encode_kwargs, and what to do instead.
+_ST_ENCODE_KWARGS = {
+    "prompt": "LaSER has no prompts: its query template takes the task `instruction` (and `prefix`/`suffix` add "
+    "text around each input).",
+    "prompt_name": "LaSER has no named prompts: its query template takes the task `instruction`.",
+    "task": "LaSER checkpoints have no task-specific modules; put the task in `instruction`.",
+    "show_progress_bar": "set the component's `progress_bar`.",
+    "normalize_embeddings": "set the component's `normalize_embeddings`.",
+    "convert_to_numpy": "the component returns Haystack embeddings (lists of numbers), whatever this says.",
+    "convert_to_tensor": "the component returns Haystack embeddings (lists of numbers), whatever this says.",
+    "output_value": "LaSER gives one pooled vector per text (the mean of its K thinking states); it has no "
+    "token embeddings.",
+    "device": f"set the component's `device`; {MULTI_DEVICE_REFUSAL}",
+    "pool": MULTI_DEVICE_REFUSAL,
+    "chunk_size": MULTI_DEVICE_REFUSAL,
+    "processing_kwargs": "LaSER tokenises with its own template (kept whole when a text is truncated); the length "
+    "budget is tokenizer_kwargs={'model_max_length': N}.",
+}
+
+
+def check_encode_kwargs(encode_kwargs: dict[str, Any] | None) -> None:
+    """Refuse encode_kwargs keys that clash with a component parameter or that mean nothing for LaSER."""
+    check_mapping("encode_kwargs", encode_kwargs)
+    if not encode_kwargs:
+        return
+    valid = sorted(set(inspect.signature(LaSEREncoder.encode).parameters) - {"self", "texts", *_ENCODE_FROM_PARAMETER})
+    problems = []
+    for key in encode_kwargs:
+        if key in valid:
+            continue
+        if key in _ENCODE_FROM_PARAMETER:
+            problems.append(f"{key!r} is set by the component's {_ENCODE_FROM_PARAMETER[key]}; set that instead.")
+        elif key in _ST_ENCODE_KWARGS:
+            problems.append(f"{key!r}: {_ST_ENCODE_KWARGS[key]}")
+        else:
+            problems.append(f"{key!r} is not a LaSEREncoder.encode keyword.")
+    if problems:
+        accepted = f"it accepts {valid}" if valid else "today every encode option is a component parameter"
+        msg = (
+            "encode_kwargs cannot be honoured: " + " ".join(problems)
+            + f" (encode_kwargs are extra keyword arguments for LaSEREncoder.encode; {accepted}.)"
+        )
+        raise ValueError(msg)
 
 
 def default_token() -> Secret:
@@ -30,6 +93,7 @@ class LaSEREmbedderBase:
     """
 
     _init_parameters: ClassVar[tuple[str, ...]]
+    _kind: ClassVar[Literal["query", "document"]]
 
     def _set_common(
         self,
@@ -49,6 +113,12 @@ class LaSEREmbedderBase:
         tokenizer_kwargs: dict[str, Any] | None,
         num_thinking_steps: int | None,
         instruction: str | None,
+        truncate_dim: int | None,
+        config_kwargs: dict[str, Any] | None,
+        precision: str,
+        encode_kwargs: dict[str, Any] | None,
+        backend: str,
+        quantization_ranges: list[list[float]] | None,
     ) -> None:
         # Only validation here: the model loads in warm_up (or the first run), so pipelines build fast.
         for name, value in (("model", model), ("prefix", prefix), ("suffix", suffix)):
@@ -63,6 +133,14 @@ class LaSEREmbedderBase:
             raise ValueError(msg)
         if num_thinking_steps is not None:
             validate_num_thinking_steps(num_thinking_steps)
+        for name, value in (("model_kwargs", model_kwargs), ("tokenizer_kwargs", tokenizer_kwargs),
+                            ("config_kwargs", config_kwargs)):  # fmt: skip
+            check_mapping(name, value)
+        max_length_from_tokenizer_kwargs(tokenizer_kwargs)
+        check_truncate_dim(truncate_dim)
+        check_precision(precision, quantization_ranges)
+        check_encode_kwargs(encode_kwargs)
+        check_backend(backend)
         self.model = model
         self.device = ComponentDevice.resolve_device(device)
         self.token = token
@@ -78,6 +156,12 @@ class LaSEREmbedderBase:
         self.tokenizer_kwargs = tokenizer_kwargs
         self.num_thinking_steps = num_thinking_steps
         self.instruction = instruction
+        self.truncate_dim = truncate_dim
+        self.config_kwargs = config_kwargs
+        self.precision = precision
+        self.encode_kwargs = encode_kwargs
+        self.backend = backend
+        self.quantization_ranges = quantization_ranges
         self.encoder: LaSEREncoder | None = None
 
     def _get_telemetry_data(self) -> dict[str, Any]:
@@ -85,18 +169,37 @@ class LaSEREmbedderBase:
 
     def warm_up(self) -> None:
         """Load the encoder, or reuse the one already loaded with the same load parameters."""
-        if self.encoder is None:
-            self.encoder = get_encoder(
-                self.model,
-                device=self.device.to_torch_str(),
-                token=self.token.resolve_value() if self.token else None,
-                trust_remote_code=self.trust_remote_code,
-                local_files_only=self.local_files_only,
-                revision=self.revision,
-                normalize=self.normalize_embeddings,
-                model_kwargs=self.model_kwargs,
-                tokenizer_kwargs=self.tokenizer_kwargs,
-            )
+        if self.encoder is not None:
+            return
+        encoder = get_encoder(
+            self.model,
+            device=self.device.to_torch_str(),
+            token=self.token.resolve_value() if self.token else None,
+            trust_remote_code=self.trust_remote_code,
+            local_files_only=self.local_files_only,
+            revision=self.revision,
+            model_kwargs=self.model_kwargs,
+            tokenizer_kwargs=self.tokenizer_kwargs,
+            config_kwargs=self.config_kwargs,
+        )
+        # Checked before any text is embedded: an instruction, truncate_dim or ranges that do not fit this model.
+        check_instruction_is_used(encoder, self._kind, self.instruction, "instruction")
+        if self.truncate_dim is not None:
+            if self.truncate_dim > encoder.dimension:
+                msg = f"truncate_dim={self.truncate_dim} is larger than {self.model!r}'s dimension {encoder.dimension}."
+                raise ValueError(msg)
+            logger.warning(
+                "truncate_dim=%d: LaSER checkpoints are not trained for truncated embeddings (Matryoshka), so the "
+                "first %d of %d dimensions may retrieve worse than the full vector; measure it on your data.",
+                self.truncate_dim, self.truncate_dim, encoder.dimension,
+            )  # fmt: skip
+        if self.quantization_ranges is not None:
+            width = self.truncate_dim or encoder.dimension
+            columns = len(self.quantization_ranges[0])
+            if columns != width:
+                msg = f"quantization_ranges has {columns} columns, but the embeddings have {width} dimensions."
+                raise ValueError(msg)
+        self.encoder = encoder
 
     async def warm_up_async(self) -> None:
         """:meth:`warm_up` in a worker thread, so loading does not block the event loop."""
@@ -113,6 +216,12 @@ class LaSEREmbedderBase:
             batch_size=self.batch_size,
             show_progress=self.progress_bar,
             num_thinking_steps=self.num_thinking_steps,
+            normalize=self.normalize_embeddings,
+            max_length=max_length_from_tokenizer_kwargs(self.tokenizer_kwargs),
+            truncate_dim=self.truncate_dim,
+            precision=self.precision,
+            quantization_ranges=self.quantization_ranges,
+            **(self.encode_kwargs or {}),
         ).tolist()
 
     def to_dict(self) -> dict[str, Any]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from haystack import Document, component
 from haystack.utils import ComponentDevice, Secret
 
-from .backend import DEFAULT_MODEL, LaSEREmbedderBase, default_token
+from .backend import DEFAULT_MODEL, LaSEREmbedderBase, default_token, logger
 
 
 @component
@@ -32,10 +32,12 @@ class LaSERDocumentEmbedder(LaSEREmbedderBase):
     ```
     """
 
+    _kind: ClassVar[Literal["query", "document"]] = "document"
     _init_parameters: ClassVar[tuple[str, ...]] = (
         "model", "device", "token", "prefix", "suffix", "batch_size", "progress_bar", "normalize_embeddings",
         "meta_fields_to_embed", "embedding_separator", "trust_remote_code", "local_files_only", "revision",
-        "model_kwargs", "tokenizer_kwargs", "num_thinking_steps", "instruction",
+        "model_kwargs", "tokenizer_kwargs", "num_thinking_steps", "instruction", "truncate_dim", "config_kwargs",
+        "precision", "encode_kwargs", "backend", "quantization_ranges",
     )  # fmt: skip
 
     def __init__(
@@ -58,6 +60,12 @@ class LaSERDocumentEmbedder(LaSEREmbedderBase):
         tokenizer_kwargs: dict[str, Any] | None = None,
         num_thinking_steps: int | None = None,
         instruction: str | None = None,
+        truncate_dim: int | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+        precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
+        encode_kwargs: dict[str, Any] | None = None,
+        backend: Literal["torch", "onnx", "openvino"] = "torch",
+        quantization_ranges: list[list[float]] | None = None,
     ) -> None:
         """Create the component; nothing loads until :meth:`warm_up` or the first :meth:`run`.
 
@@ -75,18 +83,40 @@ class LaSERDocumentEmbedder(LaSEREmbedderBase):
         :param local_files_only: Never reach the Hugging Face Hub.
         :param revision: Hub branch, tag or commit.
         :param model_kwargs: Extra arguments for ``AutoModelForCausalLM.from_pretrained`` (e.g. ``{"dtype": "bfloat16"}``).
-        :param tokenizer_kwargs: Extra arguments for ``AutoTokenizer.from_pretrained``.
+        :param tokenizer_kwargs: Extra arguments for ``AutoTokenizer.from_pretrained``; ``{"model_max_length": N}``
+            sets this component's token budget per input (template included; the text is cut, never the template).
         :param num_thinking_steps: K, the latent thinking steps; ``None`` uses the checkpoint's own K.
         :param instruction: Instruction for the document template (the released templates do not use one).
+        :param truncate_dim: Keep the first N dimensions of each embedding (normalised after truncation, as
+            sentence-transformers does); ``None`` keeps all. LaSER checkpoints are not trained for truncation.
+        :param config_kwargs: Attributes of the model's transformers config to override (``AutoConfig.from_pretrained``
+            keywords); a name the config does not have is an error.
+        :param precision: ``"float32"``, or quantized embeddings with sentence-transformers' rules: ``"int8"`` /
+            ``"uint8"`` (255 steps per dimension between its minimum and maximum), ``"binary"`` / ``"ubinary"`` (one
+            bit per dimension, 8 packed per number, so ``dimension / 8`` numbers).
+        :param encode_kwargs: Extra keyword arguments for ``LaSEREncoder.encode``; a key that a parameter of this
+            component sets, or that has no meaning for LaSER (``prompt``, ``task``...), is refused with the reason.
+        :param backend: Only ``"torch"``; ``"onnx"`` and ``"openvino"`` are refused (they cannot run the latent steps).
+        :param quantization_ranges: Per-dimension minima (first row) and maxima (second row), shape ``(2, dim)``, for
+            ``"int8"`` / ``"uint8"``. Without them the range comes from the embeddings of each run.
         """
         self._set_common(
             model=model, device=device, token=token, prefix=prefix, suffix=suffix, batch_size=batch_size,
             progress_bar=progress_bar, normalize_embeddings=normalize_embeddings, trust_remote_code=trust_remote_code,
             local_files_only=local_files_only, revision=revision, model_kwargs=model_kwargs,
             tokenizer_kwargs=tokenizer_kwargs, num_thinking_steps=num_thinking_steps, instruction=instruction,
+            truncate_dim=truncate_dim, config_kwargs=config_kwargs, precision=precision, encode_kwargs=encode_kwargs,
+            backend=backend, quantization_ranges=quantization_ranges,
         )  # fmt: skip
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.embedding_separator = embedding_separator
+        if precision in ("int8", "uint8") and quantization_ranges is None:
+            logger.warning(
+                "Using precision '%s' without `quantization_ranges` calibrates the quantization range from the "
+                "documents of each run, which is degenerate for small runs and inconsistent across runs (and with "
+                "the queries). Pass `quantization_ranges` computed from a representative sample of embeddings.",
+                precision,
+            )
 
     def _text_to_embed(self, doc: Document) -> str:
         meta_values = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from typing import Any
+from typing import Any, Literal
 
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.document_stores.types import FilterPolicy
@@ -12,6 +12,7 @@ from haystack.utils import ComponentDevice, Secret
 from haystack.utils.hf import deserialize_hf_model_kwargs
 from haystack_integrations.components.retrievers.qdrant import QdrantEmbeddingRetriever
 from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
+from qdrant_client.http import models
 
 from haystack_integrations.components.embedders.laser import LaSERTextEmbedder
 from haystack_integrations.components.embedders.laser.backend import DEFAULT_MODEL, default_token
@@ -21,7 +22,16 @@ from laser_integrations.encoder import LaSEREncoder
 _EMBEDDER_PARAMETERS = (
     "model", "device", "token", "prefix", "suffix", "progress_bar", "normalize_embeddings", "trust_remote_code",
     "local_files_only", "revision", "model_kwargs", "tokenizer_kwargs", "num_thinking_steps", "instruction",
+    "truncate_dim", "config_kwargs", "precision", "encode_kwargs", "backend", "quantization_ranges",
 )  # fmt: skip
+
+
+class DocumentStoreTypeError(TypeError, ValueError):
+    """The document store is not a ``QdrantDocumentStore``.
+
+    A ``TypeError``, and also a ``ValueError`` because ``QdrantEmbeddingRetriever`` raises that for the same mistake,
+    so code written against it catches this too.
+    """
 
 
 @component
@@ -63,12 +73,20 @@ class LaSERRetriever:
         tokenizer_kwargs: dict[str, Any] | None = None,
         num_thinking_steps: int | None = None,
         instruction: str | None = None,
-        filters: dict[str, Any] | None = None,
+        truncate_dim: int | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+        precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
+        encode_kwargs: dict[str, Any] | None = None,
+        backend: Literal["torch", "onnx", "openvino"] = "torch",
+        quantization_ranges: list[list[float]] | None = None,
+        filters: dict[str, Any] | models.Filter | None = None,
         top_k: int = 10,
         scale_score: bool = False,
         return_embedding: bool = False,
         filter_policy: str | FilterPolicy = FilterPolicy.REPLACE,
         score_threshold: float | None = None,
+        group_by: str | None = None,
+        group_size: int | None = None,
     ) -> None:
         """Create the component; nothing loads until :meth:`warm_up` or the first :meth:`run`.
 
@@ -87,28 +105,42 @@ class LaSERRetriever:
         :param tokenizer_kwargs: Extra arguments for ``AutoTokenizer.from_pretrained``.
         :param num_thinking_steps: K, the latent thinking steps; ``None`` uses the checkpoint's own K.
         :param instruction: The task instruction put in the query template; ``None`` uses the checkpoint's default.
-        :param filters: Haystack filters applied to every search.
-        :param top_k: Maximum number of Documents returned.
+        :param truncate_dim: Keep the first N dimensions of the query embedding (as ``LaSERTextEmbedder``); the
+            store must hold documents embedded with the same ``truncate_dim``.
+        :param config_kwargs: Attributes of the model's transformers config to override.
+        :param precision: Query embedding precision (as ``LaSERTextEmbedder``); the documents must use the same.
+        :param encode_kwargs: Extra keyword arguments for ``LaSEREncoder.encode`` (as ``LaSERTextEmbedder``).
+        :param backend: Only ``"torch"``.
+        :param quantization_ranges: Ranges for ``"int8"`` / ``"uint8"`` query embeddings.
+        :param filters: Haystack filters (or a native Qdrant ``models.Filter``) applied to every search.
+        :param top_k: Maximum number of Documents returned (of groups, with `group_by`).
         :param scale_score: Scale the cosine score to [0, 1].
         :param return_embedding: Return the Documents' embeddings too.
         :param filter_policy: How run-time filters combine with `filters` ("replace" or "merge").
         :param score_threshold: Drop Documents scoring below this.
+        :param group_by: Payload field to group the hits by (e.g. ``"meta.source"``); at most `group_size` per group.
+        :param group_size: Maximum number of Documents per group (Qdrant's default: 3).
+        :raises DocumentStoreTypeError: `document_store` is not a ``QdrantDocumentStore`` (a TypeError and a
+            ValueError, the type ``QdrantEmbeddingRetriever`` raises).
         """
         if not isinstance(document_store, QdrantDocumentStore):
             msg = (
                 f"document_store must be a QdrantDocumentStore, got {type(document_store).__name__}. For another "
                 "store, use LaSERTextEmbedder followed by that store's embedding retriever."
             )
-            raise TypeError(msg)
+            raise DocumentStoreTypeError(msg)
         self._embedder = LaSERTextEmbedder(
             model=model, device=device, token=token, prefix=prefix, suffix=suffix, progress_bar=progress_bar,
             normalize_embeddings=normalize_embeddings, trust_remote_code=trust_remote_code,
             local_files_only=local_files_only, revision=revision, model_kwargs=model_kwargs,
             tokenizer_kwargs=tokenizer_kwargs, num_thinking_steps=num_thinking_steps, instruction=instruction,
+            truncate_dim=truncate_dim, config_kwargs=config_kwargs, precision=precision, encode_kwargs=encode_kwargs,
+            backend=backend, quantization_ranges=quantization_ranges,
         )  # fmt: skip
         self._retriever = QdrantEmbeddingRetriever(
             document_store=document_store, filters=filters, top_k=top_k, scale_score=scale_score,
             return_embedding=return_embedding, filter_policy=filter_policy, score_threshold=score_threshold,
+            group_by=group_by, group_size=group_size,
         )  # fmt: skip
         self.document_store = document_store
 
@@ -125,26 +157,32 @@ class LaSERRetriever:
         if self._embedder.encoder is not None:
             return
         self._embedder.warm_up()
-        dimension = self._embedder.encoder.dimension  # type: ignore[union-attr]
+        full = self._embedder.encoder.dimension  # type: ignore[union-attr]
+        dimension = self._embedder.truncate_dim or full
+        if self._embedder.precision in ("binary", "ubinary"):
+            dimension = -(-dimension // 8)  # 8 bits packed per number
         if self.document_store.embedding_dim != dimension:
             collection = self.document_store.index
             self._embedder.encoder = None
             msg = (
                 f"QdrantDocumentStore (collection {collection!r}) has embedding_dim={self.document_store.embedding_dim}, "
-                f"but {self._embedder.model!r} embeds into {dimension} dimensions. Open the store with "
+                f"but {self._embedder.model!r} embeds into {dimension} dimensions"
+                f"{' (after truncate_dim / precision)' if dimension != full else ''}. Open the store with "
                 f"embedding_dim={dimension} (laser_integrations.qdrant.open_document_store does this), and search a "
                 "collection that was indexed with this model."
             )
             raise ValueError(msg)
+
+    async def warm_up_async(self) -> None:
+        """:meth:`warm_up` in a worker thread, so loading does not block the event loop."""
+        await asyncio.to_thread(self.warm_up)
 
     def to_dict(self) -> dict[str, Any]:
         """Serialize to ``{"type", "init_parameters"}`` (the document store included)."""
         embedder = self._embedder.to_dict()["init_parameters"]
         retriever = self._retriever.to_dict()["init_parameters"]
         params = {name: embedder[name] for name in _EMBEDDER_PARAMETERS}
-        params.update(retriever)  # document_store (as a dict), filters, top_k, filter_policy, ...
-        for name in ("group_by", "group_size"):
-            params.pop(name, None)
+        params.update(retriever)  # document_store (as a dict), filters, top_k, filter_policy, group_by, ...
         data = default_to_dict(self)
         data["init_parameters"] = params
         return data
@@ -160,13 +198,33 @@ class LaSERRetriever:
         return default_from_dict(cls, data)
 
     @component.output_types(documents=list[Document])
-    def run(self, query: str, filters: dict[str, Any] | None = None, top_k: int | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        query: str,
+        filters: dict[str, Any] | models.Filter | None = None,
+        top_k: int | None = None,
+        scale_score: bool | None = None,
+        return_embedding: bool | None = None,
+        score_threshold: float | None = None,
+        group_by: str | None = None,
+        group_size: int | None = None,
+    ) -> dict[str, Any]:
         """Embed `query` as a query and return the best-matching Documents.
 
+        Every parameter after `query` is ``QdrantEmbeddingRetriever.run``'s, with its meaning; ``None`` keeps the
+        init value.
+
         :param query: The question or search text.
-        :param filters: Haystack filters for this search, combined with the init filters by `filter_policy`.
-        :param top_k: Maximum number of Documents returned (default: the init `top_k`).
+        :param filters: Filters for this search, combined with the init filters by `filter_policy`.
+        :param top_k: Maximum number of Documents returned (of groups, with `group_by`).
+        :param scale_score: Scale the cosine score to [0, 1].
+        :param return_embedding: Return the Documents' embeddings too.
+        :param score_threshold: Drop Documents scoring below this.
+        :param group_by: Payload field to group the hits by.
+        :param group_size: Maximum number of Documents per group.
         :returns: A dictionary with the key `documents`: the Documents, best first, with their `score`.
+        :raises ValueError: `filter_policy` is "merge" and a filter is a native Qdrant filter (as
+            ``QdrantEmbeddingRetriever``).
         """
         if not isinstance(query, str):
             msg = (
@@ -176,16 +234,30 @@ class LaSERRetriever:
             raise TypeError(msg)
         self.warm_up()
         embedding = self._embedder.run(query)["embedding"]
-        return self._retriever.run(query_embedding=embedding, filters=filters, top_k=top_k)
+        return self._retriever.run(
+            query_embedding=embedding, filters=filters, top_k=top_k, scale_score=scale_score,
+            return_embedding=return_embedding, score_threshold=score_threshold, group_by=group_by,
+            group_size=group_size,
+        )  # fmt: skip
 
     @component.output_types(documents=list[Document])
     async def run_async(
-        self, query: str, filters: dict[str, Any] | None = None, top_k: int | None = None
+        self,
+        query: str,
+        filters: dict[str, Any] | models.Filter | None = None,
+        top_k: int | None = None,
+        scale_score: bool | None = None,
+        return_embedding: bool | None = None,
+        score_threshold: float | None = None,
+        group_by: str | None = None,
+        group_size: int | None = None,
     ) -> dict[str, Any]:
         """Asynchronously embed `query` and search; same parameters and output as :meth:`run`."""
         # The search runs through the synchronous client in a worker thread: an embedded or in-memory Qdrant is
         # one per process and the store's separate async client would open a second, empty or locked, copy.
-        return await asyncio.to_thread(self.run, query, filters, top_k)
+        return await asyncio.to_thread(
+            self.run, query, filters, top_k, scale_score, return_embedding, score_threshold, group_by, group_size
+        )
 
     def close(self) -> None:
         """Release the document store's connection."""
