@@ -19,7 +19,7 @@ import numpy as np
 from laser_integrations.encoder import LaSEREncoder
 from laser_integrations.evaluation.data import load_beir
 from laser_integrations.evaluation.metrics import score_run
-from laser_integrations.evaluation.run import drop_excluded, input_budget
+from laser_integrations.evaluation.run import drop_excluded
 from laser_integrations.evaluation.search import exact_search
 from laser_integrations.formatting import Formatter
 
@@ -53,9 +53,8 @@ def main() -> None:
             # The smallest budget embeds everything; a larger one only the texts the smaller ones cut.
             rows = list(range(len(items))) if b == budgets[0] else [i for i in range(len(items)) if lengths[kind][i] > budgets[0]]
             out = {k: emb[budgets[0]][kind][k].copy() for k in ks} if b != budgets[0] else None
-            with input_budget(enc, b):
-                part = enc.encode_each_k([items[i] for i in rows], ks, kind=kind, instruction=ds.instruction,
-                                         batch_size=args.batch_size) if rows else {k: None for k in ks}  # fmt: skip
+            part = enc.encode_each_k([items[i] for i in rows], ks, kind=kind, instruction=ds.instruction,
+                                     batch_size=args.batch_size, max_length=b) if rows else {}  # fmt: skip
             if out is None:
                 out = part
             else:

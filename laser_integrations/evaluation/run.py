@@ -6,12 +6,11 @@ procedure), so a K sweep encodes the corpus once per K; the query modes of one (
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -138,7 +137,7 @@ class _EachKCache:
         self._cache: dict[tuple, dict[int, np.ndarray]] = {}
 
     def _encode(self, kind: str, texts: Sequence[str], num_thinking_steps: int, **kwargs: Any) -> np.ndarray:
-        key = (kind, tuple(texts), kwargs.get("instruction"))
+        key = (kind, tuple(texts), kwargs.get("instruction"), kwargs.get("max_length"))
         if key not in self._cache:
             self._cache[key] = self.model.encode_each_k(texts, self.ks, kind=kind, **kwargs)
         return self._cache[key][num_thinking_steps]
@@ -275,35 +274,17 @@ def evaluate(
             per: dict[tuple[int | None, str], list[EvalResult]] = {}
             for dataset in datasets:
                 sweep.clear()
-                with input_budget(model, max_length or dataset.max_length) as budget:
-                    for k in ks:
-                        per[k, dataset.name] = _evaluate_one(sweep, label, k, dataset, *common, budget)
+                budget = (max_length or dataset.max_length) if _supports_k(model) else None
+                for k in ks:
+                    per[k, dataset.name] = _evaluate_one(sweep, label, k, dataset, *common, budget)
             results.extend(r for k in ks for dataset in datasets for r in per[k, dataset.name])
             continue
         for k in ks:
             for dataset in datasets:
-                with input_budget(model, max_length or dataset.max_length) as budget:
-                    results.extend(_evaluate_one(model, label, k, dataset, *common, budget))
+                # A LaSER model's inputs are cut to the dataset's budget (BRIGHT: 8192), a baseline keeps its own.
+                budget = (max_length or dataset.max_length) if _supports_k(model) else None
+                results.extend(_evaluate_one(model, label, k, dataset, *common, budget))
     return results
-
-
-@contextlib.contextmanager
-def input_budget(model: Any, max_length: int | None) -> Iterator[int | None]:
-    """While inside, a LaSER encoder cuts queries and documents to ``max_length`` tokens (its template kept whole);
-    yields the budget applied, None when the model keeps its own (no budget given, or a baseline)."""
-    from ..encoder import LaSEREncoder
-    from ..formatting import Formatter
-
-    if max_length is None or not isinstance(model, LaSEREncoder):
-        yield None
-        return
-    saved = model.config, model.formatter
-    model.config = model.config.replace(query_max_length=max_length, document_max_length=max_length)
-    model.formatter = Formatter(model.tokenizer, model.config)
-    try:
-        yield max_length
-    finally:
-        model.config, model.formatter = saved
 
 
 def _evaluate_one(
@@ -335,6 +316,8 @@ def _evaluate_one(
     }
     if k is not None:
         kwargs["num_thinking_steps"] = k
+    if max_length is not None:
+        kwargs["max_length"] = max_length
     # The corpus is encoded (or indexed) once here and shared by every query mode of this (model, K, dataset).
     if isinstance(model, BM25Baseline):
         model.index(doc_ids, doc_texts, show_progress=show_progress)
