@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from .formatting import Formatter, Kind
 from .latent import KVWorkspace, latent_think, pool_steps, unwrap_causal_lm
 from .options import check_max_length
 from .quantization import Precision, check_precision, check_truncate_dim, quantize_embeddings, truncate_embeddings
+
+if TYPE_CHECKING:
+    from .parallel import EncoderPool
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +54,38 @@ def default_device() -> torch.device:
 def default_dtype(device: torch.device) -> torch.dtype:
     """bf16 on CUDA; fp32 elsewhere (see benchmarks/encoder_speed.py for the CPU measurements)."""
     return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+class BatchLimits:
+    """How many texts and padded positions one forward pass may hold; halved on an out-of-memory error."""
+
+    def __init__(self, max_texts: int, max_tokens: int):
+        self.max_texts, self.max_tokens = max_texts, max_tokens
+
+    def take(self, order: list[int], start: int, cost: Callable[[int], int]) -> list[int]:
+        """The next batch of ``order`` from ``start``: ``order`` is longest first, so the first row sets the width
+        and a batch of n rows costs n times that. Always at least one row (a text alone is never split)."""
+        width = cost(order[start])
+        n = max(1, min(self.max_texts, self.max_tokens // width, len(order) - start))
+        return order[start : start + n]
+
+    def halve(self, rows: list[int], width: int, device: torch.device) -> None:
+        """After an out-of-memory error on ``rows``: smaller limits, or the error again when one text was too many."""
+        if len(rows) == 1:
+            msg = (
+                f"Out of memory on {device} embedding a single text of {width} positions; lower "
+                "document_max_length/query_max_length or num_thinking_steps, or use a device with more memory."
+            )
+            raise torch.OutOfMemoryError(msg)
+        new = len(rows) // 2
+        logger.warning(
+            "Out of memory on %s with a batch of %d texts x %d positions; retrying with batches of at most %d "
+            "texts (%d positions) for the rest of this call.",
+            device, len(rows), width, new, new * width,
+        )  # fmt: skip
+        self.max_texts, self.max_tokens = new, min(self.max_tokens, new * width)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # give the failed batch's blocks back before the retry
 
 
 class LaSEREncoder:
@@ -174,10 +209,13 @@ class LaSEREncoder:
         truncate_dim: int | None = None,
         precision: Precision = "float32",
         quantization_ranges: Any = None,
+        max_tokens_per_batch: int | None = None,
+        pool: EncoderPool | None = None,
     ) -> np.ndarray:
-        """Embed ``texts`` as ``kind`` ("query" or "document").
+        """Embed ``texts`` as ``kind`` ("query" or "document"); the result keeps the texts' order.
 
         Args:
+            batch_size: at most this many texts per forward pass.
             normalize: L2-normalise the embeddings; ``None`` uses the config's ``normalize``.
             max_length: token budget of each input, template included; ``None`` uses the config's
                 ``query_max_length`` / ``document_max_length``.
@@ -187,6 +225,12 @@ class LaSEREncoder:
                 sentence-transformers' quantization (see :func:`laser_integrations.quantization.quantize_embeddings`).
             quantization_ranges: ``(2, dim)`` per-dimension minima and maxima for int8/uint8; without them the
                 ranges come from this call's embeddings.
+            max_tokens_per_batch: at most this many padded positions (input tokens plus the K - 1 latent steps)
+                per forward pass. Texts are sorted by length and batches filled up to the budget, so a batch of
+                long texts holds fewer of them and takes no more memory than a batch of short ones. Default:
+                ``batch_size`` times the longest possible input, which never binds (plain batching).
+            pool: an :class:`~laser_integrations.parallel.EncoderPool` (from :meth:`start_multi_process_pool`)
+                that encodes the texts on several devices or processes; same embeddings, same order.
         """
         k = validate_num_thinking_steps(
             self.config.num_thinking_steps if num_thinking_steps is None else num_thinking_steps
@@ -199,7 +243,8 @@ class LaSEREncoder:
         normalize = self.config.normalize if normalize is None else bool(normalize)
         # Truncation comes before normalisation, so the pooled vectors stay raw until then.
         raw = truncate_dim is not None
-        out = self._encode(texts, kind, instruction, batch_size, show_progress, [k], normalize and not raw, max_length)
+        out = self._encode(texts, kind, instruction, batch_size, show_progress, [k], normalize and not raw, max_length,
+                           max_tokens_per_batch, pool)  # fmt: skip
         out = out[:, 0]
         if raw:
             out = truncate_embeddings(out, truncate_dim)
@@ -219,6 +264,8 @@ class LaSEREncoder:
         batch_size: int = 8,
         show_progress: bool = False,
         max_length: int | None = None,
+        max_tokens_per_batch: int | None = None,
+        pool: EncoderPool | None = None,
     ) -> dict[int, np.ndarray]:
         """Embeddings of ``texts`` for several K at the cost of the largest (the inference-scaling curve).
 
@@ -233,7 +280,8 @@ class LaSEREncoder:
         if not ks:
             msg = "encode_each_k needs at least one K in num_thinking_steps."
             raise ValueError(msg)
-        out = self._encode(texts, kind, instruction, batch_size, show_progress, ks, self.config.normalize, max_length)
+        out = self._encode(texts, kind, instruction, batch_size, show_progress, ks, self.config.normalize, max_length,
+                           max_tokens_per_batch, pool)  # fmt: skip
         return {k: np.ascontiguousarray(out[:, i]) for i, k in enumerate(ks)}
 
     def _encode(
@@ -246,6 +294,8 @@ class LaSEREncoder:
         ks: list[int],
         normalize: bool,
         max_length: int | None,
+        max_tokens_per_batch: int | None = None,
+        pool: EncoderPool | None = None,
     ) -> np.ndarray:
         """(len(texts), len(ks), dimension) embeddings, from one latent run of max(ks) steps per batch."""
         if kind not in ("query", "document"):
@@ -259,9 +309,56 @@ class LaSEREncoder:
             msg = f"batch_size must be a positive integer, got {batch_size!r}."
             raise ValueError(msg)
         check_max_length("max_length", max_length)
+        if max_tokens_per_batch is not None and (
+            isinstance(max_tokens_per_batch, bool) or not isinstance(max_tokens_per_batch, int) or max_tokens_per_batch < 1
+        ):
+            msg = f"max_tokens_per_batch must be a positive integer or None, got {max_tokens_per_batch!r}."
+            raise ValueError(msg)
+        args = (texts, kind, instruction, batch_size, show_progress, ks, normalize, max_length, max_tokens_per_batch)
+        if pool is not None:
+            if pool.encoder is not self:
+                msg = "This pool was started from another encoder; start one with this encoder's start_multi_process_pool()."
+                raise ValueError(msg)
+            out, truncated = pool.encode_raw(*args)
+        else:
+            out, truncated = self.encode_local(*args)
+        if truncated:
+            plural = "queries" if kind == "query" else "documents"
+            default = f"{kind}_max_length={self.formatter.max_length(kind)}"
+            budget = f"max_length={max_length}" if max_length else default
+            logger.warning(
+                "%d of %d %s were longer than %s tokens and were truncated (the template is kept).",
+                truncated, len(texts), plural, budget,
+            )  # fmt: skip
+        return out
+
+    def encode_local(
+        self,
+        texts: list[str],
+        kind: Kind,
+        instruction: str | None,
+        batch_size: int,
+        show_progress: bool,
+        ks: list[int],
+        normalize: bool,
+        max_length: int | None,
+        max_tokens_per_batch: int | None = None,
+    ) -> tuple[np.ndarray, int]:
+        """Validated texts to (embeddings (n, len(ks), dimension), number truncated), in this process.
+
+        The one batching loop, used directly and by every worker of an :class:`EncoderPool`: texts are sorted by
+        length, batches filled up to ``batch_size`` texts and ``max_tokens_per_batch`` padded positions, and the
+        embeddings put back in input order. On an out-of-memory error the batch is halved and retried (each size
+        once; the smaller limit then holds for the rest of the call).
+        """
         out = np.empty((len(texts), len(ks), self.dimension), dtype=np.float32)
         if not texts:
-            return out
+            return out, 0
+        k_max = max(ks)
+        latent = k_max - 1  # positions the latent steps add to every row
+        if max_tokens_per_batch is None:
+            max_tokens_per_batch = batch_size * ((max_length or self.formatter.max_length(kind)) + latent)
+        limits = BatchLimits(batch_size, max_tokens_per_batch)
         truncated, plural = 0, "queries" if kind == "query" else "documents"
         with tqdm(total=len(texts), desc=f"Embedding {plural}", unit=kind, disable=not show_progress) as bar:
             # Tokenise a chunk at a time so a large corpus never holds all its token ids at once.
@@ -273,19 +370,36 @@ class LaSEREncoder:
                 # Longest first: similar lengths share a batch (less padding), and a too-large batch fails
                 # at once rather than at the end.
                 order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-                for start in range(0, len(order), batch_size):
-                    rows = order[start : start + batch_size]
-                    batch = [ids[i] for i in rows]
-                    out[[chunk_start + i for i in rows]] = self.embed_token_ids(batch, max(ks), ks, normalize=normalize)
+                start = 0
+                while start < len(order):
+                    rows = limits.take(order, start, lambda i: len(ids[i]) + latent)
+                    try:
+                        embedded = self.embed_token_ids([ids[i] for i in rows], k_max, ks, normalize=normalize)
+                    except torch.OutOfMemoryError:
+                        limits.halve(rows, len(ids[rows[0]]) + latent, self.device)
+                        continue
+                    out[[chunk_start + i for i in rows]] = embedded
+                    start += len(rows)
                     bar.update(len(rows))
-        if truncated:
-            default = f"{kind}_max_length={self.formatter.max_length(kind)}"
-            budget = f"max_length={max_length}" if max_length else default
-            logger.warning(
-                "%d of %d %s were longer than %s tokens and were truncated (the template is kept).",
-                truncated, len(texts), plural, budget,
-            )  # fmt: skip
-        return out
+        return out, truncated
+
+    def start_multi_process_pool(
+        self, devices: Sequence[str | torch.device] | str | None = None, *, threads_per_process: int | None = None
+    ) -> EncoderPool:
+        """Start worker processes that encode with this model on several devices (see :class:`EncoderPool`).
+
+        Example:
+            >>> with encoder.start_multi_process_pool(["cuda:0", "cuda:1"]) as pool:  # doctest: +SKIP
+            ...     embeddings = encoder.encode_documents(corpus, pool=pool, max_tokens_per_batch=65536)
+
+        Args:
+            devices: ``["cuda:0", "cuda:1"]``, ``"cpu:0,cpu:1"`` (CPU processes), ...; default every CUDA device
+                (an error on a machine without one).
+            threads_per_process: torch threads of each CPU worker (default: the CPU cores shared out evenly).
+        """
+        from .parallel import EncoderPool
+
+        return EncoderPool(self, devices, threads_per_process=threads_per_process)
 
     @torch.inference_mode()
     def embed_token_ids(

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import indexing
 from ..jsonl import read_jsonl
 from ._qdrant_args import (
     add_model_arguments,
@@ -45,6 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     cluster.add_argument("--shard-number", type=int, default=None)
     cluster.add_argument("--replication-factor", type=int, default=None)
     cluster.add_argument("--write-consistency-factor", type=int, default=None)
+    indexing.add_arguments(parser)  # --devices, --processes, --threads-per-process (laser_integrations/indexing.py)
     parser.set_defaults(command="index")
     return parser
 
@@ -112,6 +114,8 @@ def _sparse_encoder(path: Path, args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if indexing.requested(args):  # several devices/processes or a torchrun rank: the indexing engine
+        return indexing.run_cli(args)
     if hint := missing_haystack():
         print(f"laser index: {hint}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "index": ("laser_integrations.cli.index", "embed a corpus (JSONL or BEIR folder) into Qdrant, resumably"),
     "search": ("laser_integrations.cli.search", "search an indexed collection and print the top hits"),
     "eval": ("laser_integrations.cli.eval", "evaluate models on a BEIR folder or BRIGHT (nDCG@10, Recall, MRR)"),
-    "demo": ("laser_integrations.cli.demo", "the offline end-to-end demo: train or fetch, index, answer"),
+    "demo": ("laser_integrations.cli.demo", "the offline end-to-end demo: index, answer, compare with BM25 and MiniLM"),
 }
 
 

@@ -77,15 +77,3 @@ def to_run(results: Mapping[str, Sequence[Document]]) -> dict[str, dict[str, flo
         run[qid] = {doc.id: float(doc.score if doc.score is not None else 0.0) for doc in documents}
     return run
 
-
-def hits(documents: Sequence[Document], gold: Mapping[str, Any], top_k: int) -> list[dict[str, Any]]:
-    """The first ``top_k`` Documents as plain dicts (id, first line, score, whether it is a gold passage)."""
-    return [
-        {
-            "id": doc.id,
-            "title": (doc.content or "").strip().splitlines()[0] if (doc.content or "").strip() else "",
-            "score": round(float(doc.score or 0.0), 4),
-            "gold": gold.get(doc.id, 0) > 0,
-        }
-        for doc in documents[:top_k]
-    ]

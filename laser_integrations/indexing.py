@@ -1,0 +1,501 @@
+"""The indexing engine behind ``laser index --devices/--processes`` and ``laser index`` under torchrun/accelerate.
+
+Each worker (a spawned process per device, or one torchrun rank) takes a stable shard of the corpus: the
+documents whose id hashes to its rank (:func:`shard_of`, the same on every machine and every run). It streams
+the corpus file, keeps its shard, and embeds it a chunk at a time, skipping ids the collection already holds, so
+a killed run keeps what it wrote and the rerun finishes each shard where it stopped; point ids derive from
+document ids (Haystack's uuid5), so nothing is written twice.
+
+- **Embedded Qdrant** allows one writer: the parent process holds the folder, answers the workers' "which of
+  these ids are present?" and writes what they embedded. Under torchrun every rank would need the folder, so
+  that combination is refused with the two ways that work.
+- **A Qdrant server or cluster**: every worker opens the collection itself (through ``open_document_store``,
+  so every check that opener makes applies to each worker) and uploads its own points in several streams, in
+  requests kept under the server's request size limit. The collection is bulk-loaded as Qdrant documents it:
+  HNSW construction is deferred (``m=0``) during the upload and restored afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .parallel import parent_alive, replay_log, setup_worker, spawn_context, threads_for
+
+logger = logging.getLogger(__name__)
+
+_POLL_S = 0.5
+# Qdrant's default service.max_request_size_mb is 32; requests stay well below it.
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+DEFAULT_HNSW_M = 16  # Qdrant's default, restored when a collection was left in bulk mode by a killed run
+UPLOAD_STREAMS = 2  # concurrent upload requests per worker (Qdrant suggests 2-4 streams in all)
+
+
+def shard_of(doc_id: str, world_size: int) -> int:
+    """The shard (0..world_size-1) of a document id: stable across runs, processes and machines."""
+    digest = hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % world_size
+
+
+@dataclass
+class IndexJob:
+    """Everything a worker needs (picklable: it travels to spawned processes).
+
+    ``embedder_kwargs`` are ``LaSERDocumentEmbedder`` arguments without the device; ``store_kwargs`` are
+    ``open_document_store`` arguments (the API key only as a ``Secret`` naming an environment variable).
+    """
+
+    corpus: Path
+    embedder_kwargs: dict[str, Any]
+    store_kwargs: dict[str, Any]
+    chunk_size: int = 256
+    server: bool = False
+    upload_streams: int = UPLOAD_STREAMS
+    bulk_load: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class IndexResult:
+    written: int
+    skipped: int
+    count: int
+
+
+def torchrun_rank() -> tuple[int, int, int] | None:
+    """(rank, world size, local rank) under torchrun / accelerate launch (RANK, WORLD_SIZE), else None."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1:
+        return None
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world, int(os.environ.get("LOCAL_RANK", str(rank)))
+
+
+def shard_records(corpus: Path, rank: int, world_size: int) -> Iterator[dict[str, Any]]:
+    """The corpus's records of shard ``rank``, streamed (the file is read line by line, never held)."""
+    from .cli.index import read_corpus  # the one corpus parser (ids, text keys, its errors)
+
+    for record in read_corpus(corpus):
+        if shard_of(record["id"], world_size) == rank:
+            yield record
+
+
+def chunks(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _documents(records: list[dict[str, Any]]) -> list[Any]:
+    from haystack import Document
+
+    return [Document(id=r["id"], content=r["text"], meta={"title": r["title"]} if r["title"] else {}) for r in records]
+
+
+def request_batches(documents: list[Any], limit_bytes: int = MAX_REQUEST_BYTES) -> list[list[Any]]:
+    """Split embedded documents into upsert requests whose JSON stays under ``limit_bytes``."""
+    batches: list[list[Any]] = []
+    batch: list[Any] = []
+    size = 0
+    for doc in documents:
+        # A float is at most ~12 characters of JSON; payload as written; 200 bytes of keys and id.
+        point = 12 * len(doc.embedding or []) + len((doc.content or "").encode()) + len(json.dumps(doc.meta)) + 200
+        if batch and size + point > limit_bytes:
+            batches.append(batch)
+            batch, size = [], 0
+        batch.append(doc)
+        size += point
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def write_documents(store: Any, documents: list[Any], streams: int = 1) -> None:
+    """Upsert (never duplicate: point ids derive from document ids) in size-limited requests, ``streams`` at once."""
+    from haystack.document_stores.types import DuplicatePolicy
+
+    batches = request_batches(documents)
+    if streams <= 1 or len(batches) <= 1:
+        for batch in batches:
+            store.write_documents(batch, policy=DuplicatePolicy.OVERWRITE)
+        return
+    with ThreadPoolExecutor(max_workers=streams) as pool:
+        for future in [pool.submit(store.write_documents, b, policy=DuplicatePolicy.OVERWRITE) for b in batches]:
+            future.result()
+
+
+# -- bulk-load mode (server) -----------------------------------------------------------------------------------
+def begin_bulk_load(client: Any, collection: str) -> int:
+    """Defer HNSW construction (``m=0``) for the upload; returns the ``m`` to restore afterwards.
+
+    A collection found at ``m=0`` was left so by a killed bulk load: it gets Qdrant's default (16) back.
+    """
+    from qdrant_client.models import HnswConfigDiff
+
+    m = client.get_collection(collection).config.hnsw_config.m
+    if m == 0:
+        logger.warning("Collection %r has hnsw m=0 (a bulk load was interrupted?); m=%d is restored after this one.",
+                       collection, DEFAULT_HNSW_M)  # fmt: skip
+        m = DEFAULT_HNSW_M
+    client.update_collection(collection, hnsw_config=HnswConfigDiff(m=0))
+    logger.info("Bulk load: HNSW construction deferred on %r (m=0); m=%d comes back at the end.", collection, m)
+    return m
+
+
+def end_bulk_load(client: Any, collection: str, m: int) -> None:
+    """Restore HNSW construction; the server then builds the index in the background."""
+    from qdrant_client.models import HnswConfigDiff
+
+    client.update_collection(collection, hnsw_config=HnswConfigDiff(m=m))
+    logger.info("Bulk load done: hnsw m=%d restored on %r; Qdrant now builds the index in the background.", m, collection)
+
+
+# -- workers ---------------------------------------------------------------------------------------------------
+def _load_embedder(job: IndexJob, device: str) -> Any:
+    from haystack.utils import ComponentDevice
+
+    from haystack_integrations.components.embedders.laser import LaSERDocumentEmbedder
+
+    embedder = LaSERDocumentEmbedder(**job.embedder_kwargs, device=ComponentDevice.from_str(device))
+    embedder.warm_up()
+    return embedder
+
+
+def _open_worker_store(job: IndexJob, dimension: int) -> Any:
+    from .qdrant import open_document_store
+
+    # The parent created (or recreated) the collection; a worker only opens it, with the opener's checks.
+    return open_document_store(**{**job.store_kwargs, "recreate": False}, embedding_dim=dimension)
+
+
+def _index_worker(rank: int, world: int, device: str, threads: int, job: IndexJob, results: Any, replies: Any,
+                  parent_pid: int) -> None:  # fmt: skip
+    """One spawned worker: embed shard ``rank`` of ``world``; see the module docstring for who writes."""
+    try:
+        setup_worker(device, threads, results)
+        embedder = _load_embedder(job, device)
+        _put(results, ("ready", rank, embedder.encoder.dimension), parent_pid)
+        if _get(replies, parent_pid) != "go":  # the parent could not open the collection
+            return
+        store = _open_worker_store(job, embedder.encoder.dimension) if job.server else None
+        for chunk in chunks(shard_records(job.corpus, rank, world), job.chunk_size):
+            ids = [r["id"] for r in chunk]
+            if store is not None:
+                present = {doc.id for doc in store.get_documents_by_id(ids)}
+            else:
+                _put(results, ("ask", rank, ids), parent_pid)
+                present = _get(replies, parent_pid)
+            todo = [r for r in chunk if r["id"] not in present]
+            embedded = embedder.run(_documents(todo))["documents"] if todo else []
+            if store is not None:
+                write_documents(store, embedded, job.upload_streams)
+                _put(results, ("wrote", rank, (len(todo), len(chunk) - len(todo), [])), parent_pid)
+            else:
+                _put(results, ("wrote", rank, (len(todo), len(chunk) - len(todo), embedded)), parent_pid)
+        if store is not None:
+            store.close()
+        _put(results, ("done", rank, None), parent_pid)
+    except _ParentGone:
+        os._exit(0)
+    except BaseException as e:
+        _put(results, ("error", rank, f"{type(e).__name__}: {e}"), parent_pid)
+
+
+class _ParentGone(Exception):
+    """The parent died (e.g. SIGKILL): a worker stops rather than embed for nobody."""
+
+
+def _put(q: Any, item: Any, parent_pid: int) -> None:
+    while True:
+        try:
+            q.put(item, timeout=_POLL_S)
+            return
+        except queue.Full:
+            if not parent_alive(parent_pid):
+                raise _ParentGone from None
+
+
+def _get(q: Any, parent_pid: int) -> Any:
+    while True:
+        try:
+            return q.get(timeout=_POLL_S)
+        except queue.Empty:
+            if not parent_alive(parent_pid):
+                raise _ParentGone from None
+
+
+# -- the parent ------------------------------------------------------------------------------------------------
+class IndexingFailed(RuntimeError):
+    """A worker failed or died; what was written is kept and a rerun resumes."""
+
+
+def index_with_workers(job: IndexJob, devices: Sequence[str], *, threads_per_process: int | None = None,
+                       total: int | None = None, progress: bool = True) -> IndexResult:  # fmt: skip
+    """Index ``job.corpus`` with one spawned worker per device, each on its own shard; the parent writes
+    (embedded Qdrant) or coordinates (server). Raises :class:`IndexingFailed` when a worker fails or dies."""
+    from tqdm.auto import tqdm
+
+    from .qdrant import open_document_store, warn_large_collection
+
+    devices = list(devices)
+    world, threads = len(devices), threads_for(devices, threads_per_process)
+    collection = job.store_kwargs.get("collection")
+    ctx = spawn_context()
+    results = ctx.Queue(maxsize=4 * world)  # bounded: workers wait for the writer instead of piling up chunks
+    replies = [ctx.Queue() for _ in devices]
+    processes = [
+        ctx.Process(target=_index_worker, args=(rank, world, device, threads, job, results, replies[rank], os.getpid()),
+                    daemon=True, name=f"laser-index-{rank}-{device}")  # fmt: skip
+        for rank, device in enumerate(devices)
+    ]
+    for process in processes:
+        process.start()
+    store = None
+    written = skipped = 0
+    done: set[int] = set()
+    failure: str | None = None
+    try:
+        # The workers load the model; the collection is opened once they report its dimension, so the
+        # parent never holds the weights.
+        dimensions: dict[int, int] = {}
+        while len(dimensions) < world:
+            try:
+                kind, rank, value = results.get(timeout=_POLL_S)
+            except queue.Empty:
+                if failure := _dead_worker(processes, devices, done):
+                    raise IndexingFailed(failure + "; nothing was written.")
+                continue
+            if kind == "log":
+                replay_log(value)
+            elif kind == "error":
+                msg = f"worker {rank} ({devices[rank]}) failed to start: {value}"
+                raise IndexingFailed(msg)
+            elif kind == "ready":
+                dimensions[rank] = value
+        store = open_document_store(**job.store_kwargs, embedding_dim=dimensions[0])
+        client = getattr(store, "_client", None)  # qdrant-haystack keeps its connected QdrantClient here
+        restore_m = begin_bulk_load(client, collection) if job.server and job.bulk_load else None
+        if not job.server and total is not None:
+            warn_large_collection(collection, total + store.count_documents())
+        for reply in replies:
+            reply.put("go")
+        with tqdm(total=total, desc=f"Indexing into {collection!r} on {world} workers", unit="doc",
+                  disable=not progress) as bar:  # fmt: skip
+            checked = time.monotonic()
+            while len(done) < world and failure is None:
+                if time.monotonic() - checked > _POLL_S:  # also while others keep the queue busy
+                    failure, checked = _dead_worker(processes, devices, done), time.monotonic()
+                try:
+                    kind, rank, value = results.get(timeout=_POLL_S)
+                except queue.Empty:
+                    failure = _dead_worker(processes, devices, done)
+                    continue
+                if kind == "log":
+                    replay_log(value)
+                elif kind == "ask":
+                    replies[rank].put({doc.id for doc in store.get_documents_by_id(value)})
+                elif kind == "wrote":
+                    n_new, n_skipped, documents = value
+                    if documents:
+                        write_documents(store, documents)
+                    written, skipped = written + n_new, skipped + n_skipped
+                    bar.update(n_new + n_skipped)
+                    bar.set_postfix(new=written, skipped=skipped)
+                elif kind == "done":
+                    done.add(rank)
+                elif kind == "error":
+                    failure = f"worker {rank} ({devices[rank]}, shard {rank + 1}/{world}) failed: {value}"
+        if failure is None and restore_m is not None:
+            end_bulk_load(client, collection, restore_m)
+        count = store.count_documents()
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join(timeout=10)
+        if store is not None:
+            store.close()
+    if failure is not None:
+        msg = (
+            f"{failure}. {written} new documents were written and are kept; run the same command again to "
+            "resume (each shard restarts after its last written chunk)."
+        )
+        raise IndexingFailed(msg)
+    if not job.server:
+        warn_large_collection(collection, count)
+    return IndexResult(written=written, skipped=skipped, count=count)
+
+
+def _dead_worker(processes: list[Any], devices: Sequence[str], done: set[int]) -> str | None:
+    for rank, process in enumerate(processes):
+        if rank not in done and not process.is_alive():
+            code = process.exitcode
+            how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+            return f"worker {rank} ({devices[rank]}, shard {rank + 1}/{len(devices)}) died ({how})"
+    return None
+
+
+def index_as_rank(job: IndexJob, rank: int, world: int, device: str, *, progress: bool = True) -> IndexResult:
+    """Index shard ``rank`` of ``world`` in this process (one torchrun / accelerate rank); server only.
+
+    Rank 0 creates the collection and turns bulk mode on before the others start and off after all finished,
+    with barriers of a gloo process group (initialised here from torchrun's environment when none is).
+    """
+    import torch.distributed as dist
+    from tqdm.auto import tqdm
+
+    from .qdrant import open_document_store
+
+    if not job.server:
+        msg = (
+            "Embedded Qdrant allows one writer, so torchrun/accelerate ranks cannot share its folder. Index into a "
+            "Qdrant server (--url), or run one `laser index --devices cuda:0,cuda:1` (its workers feed one writer)."
+        )
+        raise ValueError(msg)
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    embedder = _load_embedder(job, device)
+    dimension = embedder.encoder.dimension
+    restore_m = None
+    store = None
+    if rank == 0:
+        store = open_document_store(**job.store_kwargs, embedding_dim=dimension)  # creates or recreates it
+        restore_m = begin_bulk_load(store._client, job.store_kwargs.get("collection")) if job.bulk_load else None
+    dist.barrier()
+    if store is None:
+        store = _open_worker_store(job, dimension)
+    written = skipped = 0
+    try:
+        with tqdm(desc=f"Indexing shard {rank + 1}/{world}", unit="doc", disable=not progress) as bar:
+            for chunk in chunks(shard_records(job.corpus, rank, world), job.chunk_size):
+                present = {doc.id for doc in store.get_documents_by_id([r["id"] for r in chunk])}
+                todo = [r for r in chunk if r["id"] not in present]
+                if todo:
+                    write_documents(store, embedder.run(_documents(todo))["documents"], job.upload_streams)
+                written, skipped = written + len(todo), skipped + len(chunk) - len(todo)
+                bar.update(len(chunk))
+        dist.barrier()
+        if rank == 0 and restore_m is not None:
+            end_bulk_load(store._client, job.store_kwargs.get("collection"), restore_m)
+        count = store.count_documents()
+    finally:
+        store.close()
+    return IndexResult(written=written, skipped=skipped, count=count)
+
+
+# -- command line ----------------------------------------------------------------------------------------------
+def add_arguments(parser: Any) -> None:
+    """``laser index`` options of the several-worker path."""
+    group = parser.add_argument_group("several devices or processes (also: run under torchrun / accelerate launch)")
+    group.add_argument("--devices", default=None, metavar="LIST",
+                       help="one worker per device, e.g. cuda:0,cuda:1 or cpu:0,cpu:1; each indexes its shard")  # fmt: skip
+    group.add_argument("--processes", type=int, default=None, metavar="N", help="N CPU worker processes (cpu:0..)")
+    group.add_argument("--threads-per-process", type=int, default=None, metavar="M",
+                       help="torch threads per worker (default: the cores shared out among CPU workers)")  # fmt: skip
+    group.add_argument("--no-bulk-load", action="store_true",
+                       help="server only: keep HNSW indexing on during the upload (default: deferred, then restored)")  # fmt: skip
+
+
+def requested(args: Any) -> bool:
+    """Whether ``laser index`` should take the several-worker path."""
+    return bool(args.devices or args.processes or torchrun_rank())
+
+
+def run_cli(args: Any) -> int:
+    """``laser index`` with ``--devices``/``--processes`` or under torchrun; exit code 0, 1 or 2."""
+    from .cli._qdrant_args import embedder_kwargs, missing_haystack, store_kwargs, where
+    from .cli.index import corpus_file, validate_corpus
+    from .parallel import cpu_devices, parse_devices
+    from .qdrant import CollectionDimensionError, StorageLockedError
+
+    def fail(message: str, code: int) -> int:
+        print(f"laser index: {message}", file=sys.stderr)
+        return code
+
+    if hint := missing_haystack():
+        return fail(hint, 1)
+    unsupported = [flag for flag, on in (("--hybrid", getattr(args, "hybrid", False)),) if on]
+    if unsupported:
+        return fail(f"{', '.join(unsupported)} is not supported with several workers yet; index in one process.", 2)
+    if args.chunk_size < 1 or args.batch_size < 1:
+        return fail("--chunk-size and --batch-size must be positive integers.", 2)
+    rank = torchrun_rank()
+    progress = not getattr(args, "no_progress", False)  # --no-progress, where the command line has it
+    try:
+        if args.devices and args.processes:
+            return fail("give --devices or --processes, not both.", 2)
+        if args.device and (args.devices or args.processes):
+            return fail("--device names one device; with --devices/--processes leave it out.", 2)
+        if rank is not None and (args.devices or args.processes):
+            return fail("under torchrun/accelerate each rank is one worker; drop --devices/--processes.", 2)
+        devices = parse_devices(args.devices) if args.devices else cpu_devices(args.processes) if args.processes else []
+        threads_for(devices or ["cpu"], args.threads_per_process)
+    except ValueError as e:
+        return fail(str(e), 2)
+    kwargs = embedder_kwargs(args)
+    kwargs.pop("device", None)
+    embedder_args = {
+        **kwargs,
+        "batch_size": args.batch_size,
+        "progress_bar": False,
+        "meta_fields_to_embed": [] if args.no_title else ["title"],
+    }
+    try:
+        path = corpus_file(args.corpus)
+        total = validate_corpus(path)  # a bad line fails before anything is written
+    except (FileNotFoundError, ValueError, OSError) as e:
+        return fail(str(e), 1)
+    stores = {
+        **store_kwargs(args),
+        "recreate": args.recreate,
+        "shard_number": args.shard_number,
+        "replication_factor": args.replication_factor,
+        "write_consistency_factor": args.write_consistency_factor,
+        "progress_bar": False,
+    }
+    job = IndexJob(corpus=path, embedder_kwargs=embedder_args, store_kwargs=stores, chunk_size=args.chunk_size,
+                   server=bool(args.url), bulk_load=not args.no_bulk_load)  # fmt: skip
+    try:
+        if rank is not None:
+            r, world, local = rank
+            device = args.device or _rank_device(local)
+            if args.threads_per_process:
+                import torch
+
+                torch.set_num_threads(args.threads_per_process)
+            result = index_as_rank(job, r, world, device, progress=progress)
+        else:
+            result = index_with_workers(job, devices, threads_per_process=args.threads_per_process, total=total,
+                                        progress=progress)  # fmt: skip
+    except ValueError as e:
+        return fail(str(e), 2 if "allows one writer" in str(e) else 1)
+    except (CollectionDimensionError, StorageLockedError, IndexingFailed) as e:
+        return fail(str(e), 1)
+    shard = f" (shard {rank[0] + 1}/{rank[1]})" if rank else ""
+    print(
+        f"Indexed {result.written} new documents ({result.skipped} already present){shard} into collection "
+        f"{args.collection!r} in {where(args)}; it holds {result.count} documents."
+    )
+    return 0
+
+
+def _rank_device(local_rank: int) -> str:
+    import torch
+
+    return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
