@@ -15,8 +15,14 @@ from typing import Any
 
 CONFIG_NAME = "laser_config.json"
 
-# Ours, in the shape of the released checkpoints' instructions (they are per task, e.g. one per BRIGHT subset).
-DEFAULT_QUERY_INSTRUCTION = "Given a question, retrieve documents that help answer the question"
+# The official evaluation harness's instruction for a retrieval task that has none (src/eval/laser_model.py
+# LaserModel.get_instruction, wording and all), so a query without an instruction reads as it did there.
+OFFICIAL_FALLBACK_INSTRUCTION = "Retrieval relevant passage for the given query."
+DEFAULT_QUERY_INSTRUCTION = OFFICIAL_FALLBACK_INSTRUCTION
+# The project's earlier default, which the CPU recipes (SmolLM2) keep so their runs stay comparable.
+PROJECT_QUERY_INSTRUCTION = "Given a question, retrieve documents that help answer the question"
+# The official harness embeds queries and documents at up to 8192 tokens (src/scripts/run_eval.sh max_length).
+OFFICIAL_EVAL_MAX_LENGTH = 8192
 QWEN3_EMPTY_THINK = "<think>\n\n</think>\n\n"
 
 
@@ -27,7 +33,8 @@ class LaSERConfig:
     The defaults reproduce the input format of the released ``Alibaba-NLP/LaSER-Qwen3-*`` checkpoints
     (see ``PRESETS["laser-qwen3"]``): ``Instruct: {instruction}\\nQuery: {text}`` for queries, the bare text
     for documents, both wrapped by the tokenizer's chat template as one user message with the generation
-    prompt and followed by Qwen3's empty thinking block.
+    prompt and followed by Qwen3's empty thinking block. The max lengths default to 512 tokens, the official
+    training script's; the ``laser-qwen3`` preset raises them to 8192, the official evaluation's.
 
     Args:
         num_thinking_steps: K, the number of step states that are mean-pooled. 1 is last-token pooling.
@@ -180,7 +187,8 @@ def validate_num_thinking_steps(k: Any) -> int:
 
 PRESETS: dict[str, LaSERConfig] = {
     # Input format of Alibaba-NLP/LaSER-Qwen3-{0.6B,4B,8B}, reconstructed from the reference scripts.
-    "laser-qwen3": LaSERConfig(),
+    # Max lengths as the official evaluation (run_eval.sh: 8192); training recipes set 512 (train_laser_qwen3.sh).
+    "laser-qwen3": LaSERConfig(query_max_length=OFFICIAL_EVAL_MAX_LENGTH, document_max_length=OFFICIAL_EVAL_MAX_LENGTH),
     # Raw text in, for backbones without a chat template (tiny test models, base checkpoints).
     "plain": LaSERConfig(query_template="{instruction}{text}", query_instruction="", use_chat_template=False, chat_suffix=""),
 }

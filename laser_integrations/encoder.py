@@ -263,13 +263,15 @@ class LaSEREncoder:
         instruction: str | None = None,
         batch_size: int = 8,
         show_progress: bool = False,
+        max_length: int | None = None,
         max_tokens_per_batch: int | None = None,
         pool: EncoderPool | None = None,
     ) -> dict[int, np.ndarray]:
         """Embeddings of ``texts`` for several K at the cost of the largest (the inference-scaling curve).
 
         The first k step states of a run with more steps are those of a k-step run, so one run at ``max(K)``
-        gives every K's embedding; each array equals ``encode(texts, kind=kind, num_thinking_steps=k)``.
+        gives every K's embedding; each array equals ``encode(texts, kind=kind, num_thinking_steps=k,
+        max_length=max_length)``.
 
         Returns:
             ``{k: numpy.float32 array (len(texts), dimension)}`` for each k in ``num_thinking_steps``.
@@ -278,7 +280,7 @@ class LaSEREncoder:
         if not ks:
             msg = "encode_each_k needs at least one K in num_thinking_steps."
             raise ValueError(msg)
-        out = self._encode(texts, kind, instruction, batch_size, show_progress, ks, self.config.normalize, None,
+        out = self._encode(texts, kind, instruction, batch_size, show_progress, ks, self.config.normalize, max_length,
                            max_tokens_per_batch, pool)  # fmt: skip
         return {k: np.ascontiguousarray(out[:, i]) for i, k in enumerate(ks)}
 

@@ -125,6 +125,15 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return _DTYPES[name]
 
 
+def released_dtype(device: torch.device) -> torch.dtype:
+    """dtype of a checkpoint read with the released preset (no ``laser_config.json``) when none is asked for:
+    float16 on CUDA, as the official evaluation harness runs them (run_eval.sh ``--precision fp16``); the
+    usual default (:func:`~laser_integrations.encoder.default_dtype`) elsewhere."""
+    from .encoder import default_dtype
+
+    return torch.float16 if device.type == "cuda" else default_dtype(device)
+
+
 def _looks_local(name: str) -> bool:
     """A name a user meant as a path (hub ids are 'org/name' or 'name')."""
     return name.startswith((".", "/", "~")) or os.sep + os.sep in name or name.count("/") > 1 or name.endswith(".gguf")
@@ -237,6 +246,10 @@ def load_model_and_tokenizer(
 
     if os.path.isdir(name) and gguf_file is None:
         _check_local_folder(Path(name), allow_pickle)
+    model_file = os.path.join(name, gguf_file) if gguf_file else name
+    has_config = bool(_find_file(name, CONFIG_NAME, hub))
+    if dtype in (None, "auto") and not has_config and default_laser_config(model_file) is None:
+        torch_dtype = released_dtype(device)
     load_kwargs: dict[str, Any] = {**hub, "trust_remote_code": trust_remote_code}
     model_kw = {**load_kwargs, "dtype": torch_dtype, **(model_kwargs or {})}
     # transformers looks for a LoRA adapter with only token/revision (no local_files_only, no cache_dir), which
@@ -270,9 +283,8 @@ def load_model_and_tokenizer(
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-    model_file = os.path.join(name, gguf_file) if gguf_file else name
     # A bare backbone we ship a recipe for gets that recipe's input format rather than the released preset.
-    if not _find_file(name, CONFIG_NAME, hub) and (recipe := default_laser_config(model_file)) is not None:
+    if not has_config and (recipe := default_laser_config(model_file)) is not None:
         config = recipe
     else:
         config = load_laser_config(name, hub)

@@ -11,14 +11,16 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from .config import LaSERConfig
+from .config import PROJECT_QUERY_INSTRUCTION, LaSERConfig
 
 SMOLLM2_ALIAS = "smollm2-135m-offline"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # SmolLM2 has a chat template but no <think> token: the query is wrapped as a chat turn and nothing is
 # appended after the generation prompt. Query/document lengths fit a CPU budget.
-SMOLLM2_LASER_CONFIG = LaSERConfig(chat_suffix="", query_max_length=128, document_max_length=128)
+SMOLLM2_LASER_CONFIG = LaSERConfig(
+    chat_suffix="", query_max_length=128, document_max_length=128, query_instruction=PROJECT_QUERY_INSTRUCTION
+)
 
 
 def smollm2_path() -> Path:

@@ -430,3 +430,16 @@ def test_chunked_tokenisation_gives_the_same_embeddings_in_input_order(encoder: 
     chunked = LaSEREncoder(encoder.model, encoder.tokenizer, encoder.config)
     chunked.chunk_size = 2
     np.testing.assert_allclose(chunked.encode_documents(TEXTS, batch_size=3), whole, atol=1e-5)
+
+
+def test_released_preset_reads_as_the_official_evaluation_harness():
+    from laser_integrations.loading import released_dtype
+
+    preset = PRESETS["laser-qwen3"]
+    # src/scripts/run_eval.sh: max_length 8192, --precision fp16; laser_model.py get_instruction's fallback.
+    assert preset.query_max_length == preset.document_max_length == 8192
+    assert preset.query_instruction == "Retrieval relevant passage for the given query."
+    assert released_dtype(torch.device("cuda")) == torch.float16
+    assert released_dtype(torch.device("cpu")) == torch.float32
+    # Training keeps the official training script's 512 unless a recipe sets otherwise.
+    assert LaSERConfig().query_max_length == LaSERConfig().document_max_length == 512

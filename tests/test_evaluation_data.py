@@ -54,12 +54,15 @@ def test_bright_folder_loads_with_exclusions_and_instruction(bright_dir: Path):
     assert ds.qrels == {"0": {"photo": 1}, "1": {"ice": 1}}
     assert ds.excluded == {"0": {"dup"}}  # "N/A" means nothing to exclude
     assert ds.reasoning == {"0": "Photosynthesis in chloroplasts."}
-    assert (
-        ds.instruction
-        == BRIGHT_INSTRUCTIONS["biology"]
-        == "Given a biology post, retrieve relevant passages that help answer the post"
+    # The official harness's wording (src/eval/run_mteb.py run_bright), and its max length (run_eval.sh).
+    assert ds.instruction == BRIGHT_INSTRUCTIONS["biology"] == "Given a post, retrieve relevant passages that help answer the post."
+    assert BRIGHT_INSTRUCTIONS["economics"] == "Given a economics post, retrieve relevant passages that help answer the post."
+    assert BRIGHT_INSTRUCTIONS["theoremqa_theorems"] == (
+        "Given a Math problem, retrieve relevant theorems that help answer the problem."
     )
     assert len(BRIGHT_INSTRUCTIONS) == 12
+    assert ds.max_length == 8192
+    assert load_bright("biology", bright_dir, instruction="Find it").instruction == "Find it"
 
 
 def test_excluded_document_ranked_first_does_not_count(bright_dir: Path):
@@ -180,3 +183,31 @@ def test_reasoning_mode_falls_back_or_skips_and_counts(beir_dir: Path):
         query_texts(ds, "reasoning", "skip")
     with pytest.raises(ValueError, match=r"Invalid query mode 'rationale'. Valid modes are: \['query', 'reasoning'\]"):
         query_texts(ds, "rationale")
+
+
+def test_bright_is_embedded_at_the_official_8192_tokens_and_the_model_keeps_its_own(encoder, bright_dir: Path):
+    import dataclasses
+
+    from laser_integrations.encoder import LaSEREncoder
+
+    long_doc = " ".join(["chloroplasts store chemical energy from sunlight"] * 80)  # over 512 tokens
+    assert len(encoder.formatter.tokenize([long_doc], "document")[0][0]) == encoder.config.document_max_length == 512
+    ds = load_bright("biology", bright_dir)
+    ds.corpus["long"] = long_doc
+    own = dataclasses.replace(ds, max_length=None)  # the same data without BRIGHT's budget
+    wide = LaSEREncoder(encoder.model, encoder.tokenizer, encoder.config.replace(document_max_length=8192))
+    bright = evaluate(["m"], [ds], loaded={"m": encoder}, top_k=5)[0]
+    at_8192 = evaluate(["w"], [own], loaded={"w": wide}, top_k=5)[0]
+    at_512 = evaluate(["m"], [own], loaded={"m": encoder}, top_k=5)[0]
+    assert bright.max_length == 8192 and bright.to_dict()["max_length"] == 8192 and at_512.max_length is None
+    for qid in ds.queries:
+        assert bright.run[qid]["long"] == pytest.approx(at_8192.run[qid]["long"], abs=1e-5)
+        assert bright.run[qid]["long"] != pytest.approx(at_512.run[qid]["long"], abs=1e-4)
+        assert bright.run[qid]["photo"] == pytest.approx(at_512.run[qid]["photo"], abs=1e-5)  # short: unchanged
+    sweep = evaluate(["m"], [ds], loaded={"m": encoder}, num_thinking_steps=[1, 3], top_k=5)  # encode_each_k's path
+    assert [r.max_length for r in sweep] == [8192, 8192]
+    assert sweep[1].run["0"]["long"] == pytest.approx(bright.run["0"]["long"], abs=1e-5)
+    assert evaluate(["m"], [ds], loaded={"m": encoder}, top_k=3, max_length=200)[0].max_length == 200
+    assert evaluate(["bm25"], [ds], top_k=3)[0].max_length is None  # a baseline keeps its own
+    with pytest.raises(ValueError, match="max_length must be a positive number of tokens, got 0"):
+        evaluate(["m"], [ds], loaded={"m": encoder}, max_length=0)

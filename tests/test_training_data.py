@@ -145,7 +145,7 @@ def test_segment_spans_trim_and_skip_blank():
 
 def test_explicit_view_segment_ends_use_offsets(formatter):
     reasoning = "prime numbers\n\nthe kraft inequality\n\nentropy"
-    view = tokenize_explicit_view(formatter, "question", reasoning, None)
+    view = tokenize_explicit_view(formatter, "question", reasoning, None, targets="text_spans")
     tok = formatter.tokenizer
     q_len = len(formatter.tokenize(["question"], "query")[0][0])
     assert view.input_ids[-1] == tok.eos_token_id
@@ -159,8 +159,9 @@ def test_explicit_view_segment_ends_use_offsets(formatter):
 
 def test_explicit_view_truncation_keeps_eos_and_cut_segment(formatter):
     reasoning = "prime numbers\n\n" + " ".join(["entropy"] * 50)
-    full = tokenize_explicit_view(formatter, "q", reasoning, None, max_length=1000)
-    cut = tokenize_explicit_view(formatter, "q", reasoning, None, max_length=len(full.input_ids) - 10)
+    spans = {"targets": "text_spans", "eos_in_budget": True}  # the project's options
+    full = tokenize_explicit_view(formatter, "q", reasoning, None, max_length=1000, **spans)
+    cut = tokenize_explicit_view(formatter, "q", reasoning, None, max_length=len(full.input_ids) - 10, **spans)
     assert len(cut.input_ids) == len(full.input_ids) - 10 and cut.input_ids[-1] == formatter.tokenizer.eos_token_id
     assert cut.segment_ends[0] == full.segment_ends[0] and cut.segment_ends[-1] == len(cut.input_ids) - 2
     assert tokenize_explicit_view(formatter, "q", "  \n\n ", None) is None
@@ -171,7 +172,7 @@ def test_in_prompt_layout_is_the_query_template_around_question_and_rationale(qw
     config = LaSERConfig(query_max_length=200) if use_chat_template else LaSERConfig.from_preset("plain")
     f = Formatter(qwen3_tokenizer, config)
     question, reasoning = "What is 3 squared?", "Square it.\n\n3 * 3 = 9.\n\nSo 9."
-    view = tokenize_explicit_view(f, question, reasoning, None, layout="in_prompt")
+    view = tokenize_explicit_view(f, question, reasoning, None, layout="in_prompt", targets="text_spans")
     # The same tokens the latent view would read for the question and the rationale written as one query text,
     # so v* (the last position) sits where the latent view reads h_1.
     assert view.input_ids == f.tokenize([question + "\n\n" + reasoning], "query")[0][0]
@@ -183,7 +184,8 @@ def test_in_prompt_layout_cuts_question_as_the_latent_view_and_rationale_to_fit(
     f = Formatter(qwen3_tokenizer, LaSERConfig.from_preset("plain", query_max_length=8))
     question, reasoning = "one two three four five six seven eight nine ten", "alpha beta.\n\n" + "gamma " * 40
     latent_query = f.tokenize([question], "query")[0][0]
-    view = tokenize_explicit_view(f, question, reasoning, None, layout="in_prompt", max_length=30)
+    view = tokenize_explicit_view(f, question, reasoning, None, layout="in_prompt", max_length=30,
+                                  targets="text_spans")
     assert len(view.input_ids) == 30
     assert view.input_ids[: len(latent_query)] == latent_query  # the plain template has no tail after the text
     gap = qwen3_tokenizer("\n\n", add_special_tokens=False)["input_ids"]
@@ -201,7 +203,8 @@ def test_collator_groups_positions_and_determinism(tmp_path):
     folder = make_beir(tmp_path / "beir")
     examples, pool = load_training_data(folder)
     collate = DualViewCollator(
-        enc.formatter, enc.pad, examples, pool, num_thinking_steps=3, negatives_per_query=2, seed=1
+        enc.formatter, enc.pad, examples, pool, num_thinking_steps=3, negatives_per_query=2, seed=1,
+        missing_reasoning="skip_explicit", trajectory_targets="text_spans", downsample="evenly",
     )
     group = collate.group(1, epoch=0)
     assert group[0] == DOCS[1] and DOCS[1] not in group[1:] and len(set(group)) == 3
@@ -211,6 +214,6 @@ def test_collator_groups_positions_and_determinism(tmp_path):
     # q1's rationale has 2 segments -> indices [0, 1, 1]; q3 has 1 -> [0, 0, 0]; positions land on real tokens.
     view = collate.explicit[1]
     width = batch["explicit_ids"].shape[1]
-    expected = [width - len(view.input_ids) + view.segment_ends[j] for j in downsample_indices(2, 3)]
+    expected = [width - len(view.input_ids) + view.segment_ends[j] for j in downsample_indices(2, 3, "evenly")]
     assert batch["segment_positions"][0].tolist() == expected
     assert bool(batch["explicit_mask"].gather(1, batch["segment_positions"]).all())

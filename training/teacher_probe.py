@@ -63,7 +63,8 @@ def main() -> None:
         with torch.inference_mode():
             for e in examples:
                 view = tokenize_explicit_view(enc.formatter, e.query, e.reasoning, None, layout=layout,
-                                              max_length=args.explicit_max_length)  # fmt: skip
+                                              max_length=args.explicit_max_length, targets="text_spans",
+                                              eos_in_budget=True)  # fmt: skip
                 ids = torch.tensor([view.input_ids])
                 states.append(explicit_view(enc.model, ids, torch.ones_like(ids))[0, -1].float())
         v_star = F.normalize(torch.stack(states), dim=-1).numpy()

@@ -44,6 +44,9 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
     inprompt_lr5e4_clipterm) echo "--objective laser $V2 --clip_grad_per_term true" ;;
     # The same, but each term clipped to 1.0 / (terms that step), so the summed step stays within 1.0: balance alone
     inprompt_lr5e4_clipsplit) echo "--objective laser $V2 --clip_grad_per_term true --clip_grad_per_term_split true" ;;
+    # The official code's trajectory targets (standalone "\n\n" tokens + the last token, linspace) instead of the
+    # recipe's text segments (docs/fidelity.md)
+    inprompt_lr5e4_nltargets) echo "--objective laser $V2 --trajectory_targets newline_token --downsample linspace" ;;
     contrastive_lr1e3) echo "--objective contrastive --learning_rate 1e-3" ;;
     inprompt_lr1e3)   echo "--objective laser --learning_rate 1e-3 --explicit_layout in_prompt" ;;
     inprompt_lr2e3)   echo "--objective laser --learning_rate 2e-3 --explicit_layout in_prompt" ;;
@@ -58,7 +61,7 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
     inprompt_lr5e4-no_explicit_view|inprompt_lr5e4-no_latent_view|inprompt_lr5e4-no_trajectory|\
     inprompt_lr5e4-no_output_kd|inprompt_lr5e4-frozen_teacher)
                       echo "--objective ${name#inprompt_lr5e4-} $V2" ;;
-    *) echo "unknown run $1 ([hardneg-][reasoned-](contrastive|contrastive_lr3e4|contrastive_lr5e4|contrastive_lr1e3|paper|schedule|recipe|inprompt|inprompt_lr3e4|inprompt_lr5e4|inprompt_lr1e3|inprompt_lr2e3|inprompt_lr5e4_k2|inprompt_lr5e4_r64|contrastive_lr5e4_r64|inprompt_lr5e4_2ep|contrastive_lr5e4_2ep|inprompt_lr5e4_kd05|inprompt_lr5e4_lout1|inprompt_lr5e4_lout3|inprompt_lr5e4_clipterm|inprompt_lr5e4_clipsplit|recipe-<ablation>|inprompt_lr5e4-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
+    *) echo "unknown run $1 ([hardneg-][reasoned-](contrastive|contrastive_lr3e4|contrastive_lr5e4|contrastive_lr1e3|paper|schedule|recipe|inprompt|inprompt_lr3e4|inprompt_lr5e4|inprompt_lr1e3|inprompt_lr2e3|inprompt_lr5e4_k2|inprompt_lr5e4_r64|contrastive_lr5e4_r64|inprompt_lr5e4_2ep|contrastive_lr5e4_2ep|inprompt_lr5e4_kd05|inprompt_lr5e4_lout1|inprompt_lr5e4_lout3|inprompt_lr5e4_clipterm|inprompt_lr5e4_clipsplit|inprompt_lr5e4_nltargets|recipe-<ablation>|inprompt_lr5e4-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
   esac
   echo "--seed $seed"
 }

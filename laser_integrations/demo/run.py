@@ -78,6 +78,8 @@ DEMO_TRAINING: dict[str, Any] = {
     "reasoning_separator": "\n\n",
     "explicit_max_length": 384,
     "explicit_layout": "in_prompt",  # the paper's EOS teacher stayed at chance on SmolLM2 (training/RESULTS.md)
+    "trajectory_targets": "text_spans",  # the project's choice; official: newline_token (docs/fidelity.md)
+    "explicit_eos_in_budget": True,
     # loss
     "objective": "laser",
     "temperature": 0.02,
@@ -86,7 +88,7 @@ DEMO_TRAINING: dict[str, Any] = {
     "lambda_explicit": 1.0,
     "lambda_out": 10.0,
     "lambda_mid": 0.1,
-    "downsample": "evenly",
+    "downsample": "evenly",  # the project's choices where the official code differs (docs/fidelity.md)
     "normalize_trajectory": True,
     "distill_warmup_steps": 8,
     "distill_ramp_steps": 8,

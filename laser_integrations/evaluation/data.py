@@ -32,26 +32,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import OFFICIAL_EVAL_MAX_LENGTH
 from ..jsonl import read_jsonl
 
 logger = logging.getLogger(__name__)
 
 BRIGHT_HUB_ID = "xlangai/BRIGHT"
 
-# Ours, one per BRIGHT subset, in the shape of the per-task instructions the released checkpoints use.
+# The official harness's, word for word (src/eval/run_mteb.py run_bright ``Instructions``; docs/fidelity.md).
 BRIGHT_INSTRUCTIONS: dict[str, str] = {
-    "biology": "Given a biology post, retrieve relevant passages that help answer the post",
-    "earth_science": "Given an earth science post, retrieve relevant passages that help answer the post",
-    "economics": "Given an economics post, retrieve relevant passages that help answer the post",
-    "psychology": "Given a psychology post, retrieve relevant passages that help answer the post",
-    "robotics": "Given a robotics post, retrieve relevant passages that help answer the post",
-    "stackoverflow": "Given a Stack Overflow post, retrieve relevant passages that help answer the post",
-    "sustainable_living": "Given a sustainable living post, retrieve relevant passages that help answer the post",
-    "leetcode": "Given a coding problem post, retrieve relevant passages that help answer the post",
-    "pony": "Given a Pony programming post, retrieve relevant passages that help answer the post",
-    "aops": "Given a math competition post, retrieve relevant passages that help answer the post",
-    "theoremqa_theorems": "Given a math or science problem post, retrieve relevant passages that help answer the post",
-    "theoremqa_questions": "Given a math or science problem post, retrieve relevant passages that help answer the post",
+    "biology": "Given a post, retrieve relevant passages that help answer the post.",
+    "earth_science": "Given a post, retrieve relevant passages that help answer the post.",
+    "economics": "Given a economics post, retrieve relevant passages that help answer the post.",
+    "psychology": "Given a psychology post, retrieve relevant passages that help answer the post.",
+    "robotics": "Given a robotics post, retrieve relevant passages that help answer the post.",
+    "stackoverflow": "Given a stackoverflow post, retrieve relevant passages that help answer the post.",
+    "sustainable_living": "Given a sustainable_living post, retrieve relevant passages that help answer the post.",
+    "leetcode": "Given a coding problem, retrieve relevant examples that help answer the problem.",
+    "pony": "Given a question about pony program language, retrieve relevant passages that help answer the question.",
+    "aops": "Given a Math problem, retrieve relevant examples that help answer the problem.",
+    "theoremqa_theorems": "Given a Math problem, retrieve relevant theorems that help answer the problem.",
+    "theoremqa_questions": "Given a Math problem, retrieve relevant examples that help answer the problem.",
 }
 BRIGHT_SUBSETS: tuple[str, ...] = tuple(BRIGHT_INSTRUCTIONS)
 
@@ -71,6 +72,8 @@ class RetrievalDataset:
         reasoning: query id -> rationale, for the queries that have one.
         excluded: query id -> document ids that are removed from that query's ranking before scoring.
         instruction: the task instruction for instruction-following encoders, or None for the encoder's default.
+        max_length: token budget of LaSER models' queries and documents on this task (BRIGHT: 8192, as the
+            official harness), or None for the model's own ``query_max_length`` / ``document_max_length``.
     """
 
     name: str
@@ -80,6 +83,7 @@ class RetrievalDataset:
     reasoning: dict[str, str] = field(default_factory=dict)
     excluded: dict[str, set[str]] = field(default_factory=dict)
     instruction: str | None = None
+    max_length: int | None = None
 
     def __repr__(self) -> str:
         return (
@@ -312,7 +316,7 @@ def bright_from_rows(
             reasoning[qid] = row["reasoning"]
     if instruction is None:
         instruction = BRIGHT_INSTRUCTIONS[subset]
-    return RetrievalDataset(subset, corpus, queries, qrels, reasoning, excluded, instruction)
+    return RetrievalDataset(subset, corpus, queries, qrels, reasoning, excluded, instruction, OFFICIAL_EVAL_MAX_LENGTH)
 
 
 def load_bright(
@@ -335,7 +339,7 @@ def load_bright(
     Example:
         >>> ds = load_bright("biology")  # doctest: +SKIP
         >>> ds.instruction
-        'Given a biology post, retrieve relevant passages that help answer the post'
+        'Given a post, retrieve relevant passages that help answer the post.'
     """
     _check_subset(subset)
     config = "long_documents" if long_documents else "documents"

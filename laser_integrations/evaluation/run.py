@@ -54,6 +54,8 @@ class EvalResult:
         encode_documents_seconds: time spent embedding (or indexing) the corpus; 0 when it came from the cache.
         encode_queries_seconds: time spent embedding the queries.
         search_seconds: time spent ranking.
+        max_length: the token budget LaSER models' queries and documents were cut to on this dataset (the
+            dataset's, e.g. 8192 on BRIGHT, or ``evaluate(max_length=...)``); None: the model's own max lengths.
     """
 
     model: str
@@ -67,6 +69,7 @@ class EvalResult:
     encode_documents_seconds: float = 0.0
     encode_queries_seconds: float = 0.0
     search_seconds: float = 0.0
+    max_length: int | None = None
     run: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     @property
@@ -134,7 +137,7 @@ class _EachKCache:
         self._cache: dict[tuple, dict[int, np.ndarray]] = {}
 
     def _encode(self, kind: str, texts: Sequence[str], num_thinking_steps: int, **kwargs: Any) -> np.ndarray:
-        key = (kind, tuple(texts), kwargs.get("instruction"))
+        key = (kind, tuple(texts), kwargs.get("instruction"), kwargs.get("max_length"))
         if key not in self._cache:
             self._cache[key] = self.model.encode_each_k(texts, self.ks, kind=kind, **kwargs)
         return self._cache[key][num_thinking_steps]
@@ -215,6 +218,7 @@ def evaluate(
     missing_reasoning: MissingReasoning = "fallback",
     show_progress: bool = False,
     loaded: dict[str, Any] | None = None,
+    max_length: int | None = None,
     hybrid: bool = False,
 ) -> list[EvalResult]:
     """Evaluate every model on every dataset, for every K (LaSER models) and query mode.
@@ -233,6 +237,8 @@ def evaluate(
         missing_reasoning: ``"fallback"`` or ``"skip"`` for queries without a rationale in reasoning mode.
         show_progress: progress bars while encoding.
         loaded: already loaded models by spec (skips :func:`load_model` for them; tests and notebooks).
+        max_length: token budget of LaSER models' queries and documents on every dataset; None: each dataset's
+            own (:attr:`RetrievalDataset.max_length`, 8192 on BRIGHT as the official harness), else the model's.
         hybrid: after each dense model's result, also one for hybrid search (its embeddings and BM25 sparse
             vectors in one Qdrant collection, fused by RRF; :func:`~.search.search_hybrid`), labelled ``MODEL+bm25``.
 
@@ -248,6 +254,9 @@ def evaluate(
             raise ValueError(msg)
     if not models or not datasets:
         msg = "evaluate() needs at least one model and one dataset."
+        raise ValueError(msg)
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
+        msg = f"max_length must be a positive number of tokens, got {max_length!r}."
         raise ValueError(msg)
     labels = [model_label(m) for m in models]
     if len(set(labels)) != len(labels):
@@ -265,13 +274,16 @@ def evaluate(
             per: dict[tuple[int | None, str], list[EvalResult]] = {}
             for dataset in datasets:
                 sweep.clear()
+                budget = (max_length or dataset.max_length) if _supports_k(model) else None
                 for k in ks:
-                    per[k, dataset.name] = _evaluate_one(sweep, label, k, dataset, *common)
+                    per[k, dataset.name] = _evaluate_one(sweep, label, k, dataset, *common, budget)
             results.extend(r for k in ks for dataset in datasets for r in per[k, dataset.name])
             continue
         for k in ks:
             for dataset in datasets:
-                results.extend(_evaluate_one(model, label, k, dataset, *common))
+                # A LaSER model's inputs are cut to the dataset's budget (BRIGHT: 8192), a baseline keeps its own.
+                budget = (max_length or dataset.max_length) if _supports_k(model) else None
+                results.extend(_evaluate_one(model, label, k, dataset, *common, budget))
     return results
 
 
@@ -288,6 +300,7 @@ def _evaluate_one(
     missing_reasoning: MissingReasoning,
     show_progress: bool,
     hybrid: bool = False,
+    max_length: int | None = None,
 ) -> list[EvalResult]:
     doc_ids = list(dataset.corpus)
     doc_texts = [dataset.corpus[d] for d in doc_ids]
@@ -303,6 +316,8 @@ def _evaluate_one(
     }
     if k is not None:
         kwargs["num_thinking_steps"] = k
+    if max_length is not None:
+        kwargs["max_length"] = max_length
     # The corpus is encoded (or indexed) once here and shared by every query mode of this (model, K, dataset).
     if isinstance(model, BM25Baseline):
         model.index(doc_ids, doc_texts, show_progress=show_progress)
@@ -340,6 +355,7 @@ def _evaluate_one(
                 encode_documents_seconds=doc_seconds if i == 0 else 0.0,
                 encode_queries_seconds=q_seconds,
                 search_seconds=search_seconds,
+                max_length=max_length,
                 run=run,
             )
         )
@@ -353,6 +369,7 @@ def _evaluate_one(
                     model=f"{label}+bm25", dataset=dataset.name, query_mode=mode, num_thinking_steps=k,
                     metrics=scores.aggregate, per_query=scores.per_query, num_queries=len(qids),
                     queries_without_reasoning=without, search_seconds=time.perf_counter() - start, run=run,
+                    max_length=max_length,
                 )  # fmt: skip
             )
     return out

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from ..config import LaSERConfig
-from .data import EXPLICIT_LAYOUTS
+from .data import EXPLICIT_LAYOUTS, MISSING_REASONING, TRAJECTORY_TARGETS
 from .losses import DOWNSAMPLE_RULES, EXPLICIT_WEIGHTINGS
 from .objectives import get_objective
 
@@ -61,10 +61,16 @@ class DataArguments:
     )
     mined_negatives: int = _f(4, "hard_negatives: bm25 only: documents mined per query")
     missing_reasoning: str = _f(
-        "skip_explicit", "queries without a rationale: skip_explicit (latent terms only) | drop"
+        "use_query", "queries without a rationale (or one under 5 characters): use_query (the query text is the "
+        "rationale, official code) | skip_explicit (latent terms only) | drop"
     )
     reasoning_separator: str = _f("\n\n", "separator between rationale segments (trajectory targets)")
-    explicit_max_length: int = _f(1024, "token budget of the explicit view (query + rationale + EOS)")
+    trajectory_targets: str = _f(
+        "newline_token", "trajectory targets: newline_token (standalone separator tokens + the last token, "
+        "official code) | text_spans (last token of each non-blank text segment)"
+    )
+    explicit_max_length: int = _f(1024, "token budget of the explicit view (query + rationale; EOS is appended)")
+    explicit_eos_in_budget: bool = _f(False, "count the explicit view's EOS inside explicit_max_length; official: false")
     explicit_layout: str = _f(
         "paper", "explicit view: paper (query, rationale, EOS; v* at EOS) | in_prompt (rationale inside the query "
         "template after the question; v* where the latent view reads h_1)"
@@ -84,7 +90,10 @@ class LossArguments:
     lambda_explicit: float = _f(1.0, "l1, weight of L_cl^E")
     lambda_out: float = _f(10.0, "l2, weight of L_kl^out")
     lambda_mid: float = _f(0.1, "l3, weight of L_kl^mid")
-    downsample: str = _f("evenly", "segment-to-step rule: evenly (reference code) | paper (floor(i*M/K))")
+    downsample: str = _f(
+        "linspace", "segment-to-step rule: linspace (official code; K = 1 takes the first) | evenly (K = 1 takes the "
+        "last) | paper (floor(i*M/K))"
+    )
     normalize_trajectory: bool = _f(True, "L2-normalise step states before trajectory alignment")
     distill_warmup_steps: int = _f(0, "optimizer steps with kl_out and kl_mid off (contrastive warm-up); paper: 0")
     distill_ramp_steps: int = _f(0, "steps after the warm-up over which kl_out, kl_mid weights rise 0 -> l2, l3")
@@ -136,7 +145,8 @@ class TrainingArguments:
 GROUPS = (ModelArguments, DataArguments, LossArguments, TrainingArguments)
 CHOICES = {
     "data_format": ("auto", "jsonl", "beir", "hf_disk"),
-    "missing_reasoning": ("skip_explicit", "drop"),
+    "missing_reasoning": MISSING_REASONING,
+    "trajectory_targets": TRAJECTORY_TARGETS,
     "downsample": DOWNSAMPLE_RULES,
     "bf16": ("auto", "true", "false"),
     "export": ("merged", "adapter"),

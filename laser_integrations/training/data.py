@@ -12,8 +12,10 @@ Layouts (``data_format: auto`` picks by what is on disk):
   ``reasoning_query`` (the rationale), ``prompt`` (the instruction), ``positive_passages`` and
   ``negative_passages`` (lists of ``{"docid", "title", "text"}``).
 
-Queries without a rationale follow ``missing_reasoning``: ``skip_explicit`` keeps them for the latent
-contrastive term only (they add nothing to L_cl^E, L_kl^out or L_kl^mid), ``drop`` removes them.
+Queries without a rationale follow ``missing_reasoning``: ``use_query`` (default, the official code's
+``TrainDatasetWithRewrite``) gives them, and every query whose rationale is shorter than 5 characters, the query
+text as their rationale, so every query has a teacher; ``skip_explicit`` (the project's choice) keeps them for the
+latent contrastive term only (they add nothing to L_cl^E, L_kl^out or L_kl^mid); ``drop`` removes them.
 """
 
 from __future__ import annotations
@@ -284,7 +286,7 @@ def load_training_data(
     *,
     corpus: str | os.PathLike | None = None,
     split: str = "train",
-    missing_reasoning: str = "skip_explicit",
+    missing_reasoning: str = "use_query",
     max_examples: int | None = None,
 ) -> tuple[list[TrainExample], list[str]]:
     """Load and validate every record; returns the examples and the document pool for random negatives."""
@@ -311,8 +313,8 @@ def load_training_data(
     with_reasoning = sum(ex.reasoning is not None for ex in examples)
     if missing_reasoning == "drop":
         examples = [ex for ex in examples if ex.reasoning is not None]
-    elif missing_reasoning != "skip_explicit":
-        msg = f"Invalid missing_reasoning {missing_reasoning!r}. Valid values are: ['skip_explicit', 'drop']."
+    elif missing_reasoning not in MISSING_REASONING:
+        msg = f"Invalid missing_reasoning {missing_reasoning!r}. Valid values are: {list(MISSING_REASONING)}."
         raise DataError(msg)
     if not examples:
         msg = f"{path}: no training examples left (records: 0 with a rationale, missing_reasoning={missing_reasoning})."
@@ -323,6 +325,22 @@ def load_training_data(
     for ex in examples:
         pool.update(dict.fromkeys(ex.positives + ex.negatives))
     return examples, list(pool)
+
+
+MISSING_REASONING = ("use_query", "skip_explicit", "drop")
+# The official dataset replaces a rationale shorter than this (or an empty one) by the query text.
+MIN_REASONING_CHARS = 5
+
+
+def teacher_rationale(ex: TrainExample, missing_reasoning: str = "use_query") -> str | None:
+    """The text the explicit view reads after the query, or None for a query trained on the latent view only.
+
+    ``use_query`` (the official ``TrainDatasetWithRewrite``): a missing rationale or one shorter than 5 characters
+    is replaced by the query's own text (without its instruction). Otherwise the rationale as given.
+    """
+    if missing_reasoning == "use_query" and (ex.reasoning is None or len(ex.reasoning) < MIN_REASONING_CHARS):
+        return ex.query
+    return ex.reasoning
 
 
 # -- tokenisation and batching ----------------------------------------------------------------------------------------
@@ -347,6 +365,22 @@ class ExplicitView:
 
 
 EXPLICIT_LAYOUTS = ("paper", "in_prompt")
+TRAJECTORY_TARGETS = ("newline_token", "text_spans")
+
+
+def separator_token_id(tokenizer: Any, separator: str = "\n\n") -> int:
+    """The token id the official code splits rationales at: the last token of ``separator`` alone (271 for
+    ``"\n\n"`` in Qwen3's vocabulary), EOS when it tokenises to nothing."""
+    ids = tokenizer.encode(separator, add_special_tokens=False)
+    return ids[-1] if ids else tokenizer.eos_token_id
+
+
+def _newline_ends(ids: list[int], separator_id: int) -> list[int]:
+    """The official trajectory targets in ``ids``: every standalone separator token, and the last token."""
+    ends = [j for j, t in enumerate(ids) if t == separator_id]
+    if ids and (not ends or ends[-1] != len(ids) - 1):
+        ends.append(len(ids) - 1)
+    return ends
 
 
 def tokenize_explicit_view(
@@ -358,11 +392,26 @@ def tokenize_explicit_view(
     separator: str = "\n\n",
     max_length: int = 1024,
     layout: str = "paper",
+    targets: str = "newline_token",
+    eos_in_budget: bool = False,
 ) -> ExplicitView | None:
-    """The explicit view's input and the positions of each rationale segment's last token.
+    """The explicit view's input and the positions of its trajectory targets.
+
+    Targets:
+        ``"newline_token"`` (default, the official ``LaSERModel.encode_teacher``): every standalone
+        ``separator`` token (``"\n\n"`` is one token, id 271 in Qwen3) among the rationale's tokens, plus the
+        rationale's last token. A blank line merged into a neighbouring token (``".\n\n"``, ``"\n\n\n"``)
+        does not count.
+        ``"text_spans"`` (the project's): the rationale split at ``separator`` in the text, each non-blank
+        segment's last token, found with the tokenizer's offset mapping.
 
     Layouts (``v*`` is always read at the last position):
-        ``"paper"``: the latent view's query tokens, the rationale's tokens, then EOS (``v*`` at EOS).
+        ``"paper"``: the latent view's query tokens, the rationale's tokens, then EOS (``v*`` at EOS). With
+        ``newline_token`` it is built as the official ``TrainCollatorWithRewrite`` builds it: the rendered query
+        and the rationale tokenised as one string, cut to ``max_length`` tokens, then EOS appended (so the view
+        can be ``max_length + 1`` long; ``eos_in_budget`` keeps EOS inside ``max_length``, the project's
+        choice); the rationale's tokens are those after the latent view's query length, as the official code
+        counts them.
         ``"in_prompt"``: the rationale written into the query's own text, after the question and a blank line,
         so the whole input is the query template around ``question + "\n\n" + rationale`` and ``v*`` sits where
         the latent view reads ``h_1`` (the end of the template). The question is cut to what the latent view
@@ -375,21 +424,38 @@ def tokenize_explicit_view(
     if layout not in EXPLICIT_LAYOUTS:
         msg = f"Invalid explicit layout {layout!r}. Valid layouts are: {list(EXPLICIT_LAYOUTS)}."
         raise ValueError(msg)
+    if targets not in TRAJECTORY_TARGETS:
+        msg = f"Invalid trajectory targets {targets!r}. Valid targets are: {list(TRAJECTORY_TARGETS)}."
+        raise ValueError(msg)
     spans = segment_spans(reasoning, separator)
     if not spans:
         return None
     if layout == "in_prompt":
-        return _in_prompt_view(formatter, query, reasoning, spans, instruction, max_length)
+        return _in_prompt_view(formatter, query, reasoning, spans, instruction, max_length, targets, separator)
     tokenizer = formatter.tokenizer
-    query_ids = formatter.tokenize([query], "query", instruction)[0][0]
-    encoded = tokenizer(reasoning, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
-    ends = _segment_end_tokens([a for a, _ in offsets], spans, 0)
-    ids, ends = _cut_rationale(ids, ends, max_length - len(query_ids) - 1, len(query_ids), max_length)
     eos = tokenizer.eos_token_id
     if eos is None:
         msg = "The tokenizer has no EOS token, which the explicit view ends with; set tokenizer.eos_token."
         raise ValueError(msg)
+    query_ids = formatter.tokenize([query], "query", instruction)[0][0]
+    budget = max_length - 1 if eos_in_budget else max_length
+    if targets == "newline_token":
+        prefix, suffix = formatter.frame("query", instruction)
+        ids = tokenizer(prefix + query + suffix + reasoning,
+                        add_special_tokens=not formatter.config.use_chat_template)["input_ids"][:budget]  # fmt: skip
+        if len(ids) <= len(query_ids):
+            msg = (
+                f"explicit_max_length={max_length} leaves no room for a rationale after {len(query_ids)} tokens of "
+                "query and template; raise explicit_max_length above the query_max_length."
+            )
+            raise ValueError(msg)
+        start = len(query_ids)
+        ends = [start + j for j in _newline_ends(ids[start:], separator_token_id(tokenizer, separator))]
+        return ExplicitView(list(ids) + [eos], ends)
+    encoded = tokenizer(reasoning, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+    ends = _segment_end_tokens([a for a, _ in offsets], spans, 0)
+    ids, ends = _cut_rationale(ids, ends, budget - len(query_ids), len(query_ids), max_length)
     return ExplicitView(list(query_ids) + list(ids) + [eos], [len(query_ids) + e for e in ends])
 
 
@@ -422,6 +488,8 @@ def _in_prompt_view(
     spans: list[tuple[int, int]],
     instruction: str | None,
     max_length: int,
+    targets: str = "text_spans",
+    separator: str = "\n\n",
 ) -> ExplicitView:
     prefix, suffix = formatter.frame("query", instruction)
     gap = "\n\n"
@@ -443,7 +511,10 @@ def _in_prompt_view(
         question = question[:keep]
         between = between or formatter.tokenizer(gap, add_special_tokens=False)["input_ids"]
     used = len(head) + len(question) + len(between) + len(tail)
-    ends = sorted({max(e - bounds[2], 0) for e in _segment_end_tokens(starts, spans, r_start)})
+    if targets == "newline_token":
+        ends = _newline_ends(rationale, separator_token_id(formatter.tokenizer, separator))
+    else:
+        ends = sorted({max(e - bounds[2], 0) for e in _segment_end_tokens(starts, spans, r_start)})
     rationale, ends = _cut_rationale(rationale, ends, max_length - used, used, max_length)
     offset = len(head) + len(question) + len(between)
     return ExplicitView(head + question + between + rationale + tail, [offset + e for e in ends])
@@ -469,10 +540,13 @@ class DualViewCollator:
         explicit_view: bool = True,
         separator: str = "\n\n",
         explicit_max_length: int = 1024,
-        downsample: str = "evenly",
+        downsample: str = "linspace",
         explicit_layout: str = "paper",
         seed: int = 0,
         default_instruction: str | None = None,
+        missing_reasoning: str = "use_query",
+        trajectory_targets: str = "newline_token",
+        explicit_eos_in_budget: bool = False,
     ):
         self.formatter, self.pad, self.examples, self.pool = formatter, pad, examples, pool
         self.k, self.negatives, self.seed, self.downsample = num_thinking_steps, negatives_per_query, seed, downsample
@@ -480,11 +554,13 @@ class DualViewCollator:
         self._doc_cache: dict[str, list[int]] = {}
         # Tokenising queries and explicit views up front surfaces template/length errors before training.
         self.query_ids = [self._tokenize_query(ex) for ex in examples]
+        rationales = [teacher_rationale(ex, missing_reasoning) if explicit_view else None for ex in examples]
         self.explicit: list[ExplicitView | None] = [
-            tokenize_explicit_view(formatter, ex.query, ex.reasoning, self._instruction(ex), separator=separator,
-                                   max_length=explicit_max_length, layout=explicit_layout)
-            if explicit_view and ex.reasoning else None
-            for ex in examples
+            tokenize_explicit_view(formatter, ex.query, text, self._instruction(ex), separator=separator,
+                                   max_length=explicit_max_length, layout=explicit_layout,
+                                   targets=trajectory_targets, eos_in_budget=explicit_eos_in_budget)
+            if text else None
+            for ex, text in zip(examples, rationales)
         ]  # fmt: skip
         self.num_explicit = sum(v is not None for v in self.explicit)
         if pool and len(pool) <= 1 and negatives_per_query:

@@ -14,8 +14,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-DownsampleRule = Literal["evenly", "paper"]
-DOWNSAMPLE_RULES = ("evenly", "paper")
+DownsampleRule = Literal["linspace", "evenly", "paper"]
+DOWNSAMPLE_RULES = ("linspace", "evenly", "paper")
 ExplicitWeighting = Literal["rationale_mean", "batch_share"]
 EXPLICIT_WEIGHTINGS = ("rationale_mean", "batch_share")
 
@@ -124,25 +124,33 @@ def trajectory_kl(
     return _masked_mean(per_step.mean(dim=-1), mask)
 
 
-def downsample_indices(num_segments: int, num_steps: int, rule: DownsampleRule = "evenly") -> list[int]:
+def downsample_indices(num_segments: int, num_steps: int, rule: DownsampleRule = "linspace") -> list[int]:
     """Which of M segment-end states align to the K latent steps (0-based indices into the M segments).
 
     Rules:
-        ``"evenly"`` (default, the reference code): K indices evenly spaced over ``0..M-1`` including the first
-        and the last, ``floor(i * (M - 1) / (K - 1))`` for ``i = 0..K-1``; K = 1 takes the last segment. When
-        M < K every segment is used once, in order, and the last is repeated to fill K.
+        ``"linspace"`` (default, the official ``encode_teacher``): ``torch.linspace(0, M - 1, K)`` truncated to
+        integers, so K = 1 takes the first segment. When M < K every segment is used once, in order, and the
+        last is repeated to fill K.
+        ``"evenly"`` (the project's earlier default): the same for K > 1 in exact integer arithmetic,
+        ``floor(i * (M - 1) / (K - 1))`` for ``i = 0..K-1``, but K = 1 takes the last segment.
         ``"paper"``: the paper's ``j_i = floor(i * M / K)`` for ``i = 1..K`` (1-based), so the last step always
         takes the last segment; indices below 1 (only when M < K) are raised to 1.
 
     Examples:
-        >>> downsample_indices(7, 3), downsample_indices(3, 3), downsample_indices(2, 3)
-        ([0, 3, 6], [0, 1, 2], [0, 1, 1])
+        >>> downsample_indices(7, 3), downsample_indices(3, 3), downsample_indices(2, 3), downsample_indices(4, 1)
+        ([0, 3, 6], [0, 1, 2], [0, 1, 1], [0])
+        >>> downsample_indices(4, 1, "evenly")
+        [3]
         >>> downsample_indices(7, 3, "paper"), downsample_indices(2, 3, "paper")
         ([1, 3, 6], [0, 0, 1])
     """
     if num_segments < 1 or num_steps < 1:
         msg = f"downsampling needs at least one segment and one step, got M={num_segments}, K={num_steps}."
         raise ValueError(msg)
+    if rule in ("linspace", "evenly") and num_segments < num_steps:
+        return list(range(num_segments)) + [num_segments - 1] * (num_steps - num_segments)
+    if rule == "linspace":
+        return torch.linspace(0, num_segments - 1, num_steps).long().tolist()
     if rule == "evenly":
         if num_segments < num_steps:
             return list(range(num_segments)) + [num_segments - 1] * (num_steps - num_segments)
@@ -155,7 +163,7 @@ def downsample_indices(num_segments: int, num_steps: int, rule: DownsampleRule =
     raise ValueError(msg)
 
 
-def downsample_states(states: torch.Tensor, num_steps: int, rule: DownsampleRule = "evenly") -> torch.Tensor:
+def downsample_states(states: torch.Tensor, num_steps: int, rule: DownsampleRule = "linspace") -> torch.Tensor:
     """(M, H) segment-end states -> (K, H) by :func:`downsample_indices`."""
     index = torch.tensor(downsample_indices(states.shape[0], num_steps, rule), device=states.device)
     return states.index_select(0, index)

@@ -243,6 +243,8 @@ class LaSERTrainer:
             negatives_per_query=d.negatives_per_query, explicit_view=self.objective.explicit_view,
             separator=d.reasoning_separator, explicit_max_length=d.explicit_max_length, downsample=cfg.loss.downsample,
             explicit_layout=d.explicit_layout, seed=t.seed, default_instruction=d.instruction,
+            missing_reasoning=d.missing_reasoning, trajectory_targets=d.trajectory_targets,
+            explicit_eos_in_budget=d.explicit_eos_in_budget,
         )  # fmt: skip
         if self.objective.explicit_view and self.collator.num_explicit == 0:
             msg = (
