@@ -102,6 +102,28 @@ def threads_for(devices: Sequence[str], threads_per_process: int | None) -> int:
     return max(1, cores // cpu_workers)
 
 
+@contextlib.contextmanager
+def picklable_model(model: torch.nn.Module):
+    """Lift transformers' output-capturing forward hooks (local functions, which pickle cannot send to a spawned
+    worker) off ``model`` while it is pickled; the worker's copy installs its own on first use."""
+    lifted: list[tuple[Any, Any, Any]] = []
+    flagged = [m for m in model.modules() if getattr(m, "_output_capturing_hooks_installed", False)]
+    for module in model.modules():
+        for key, hook in list(module._forward_hooks.items()):
+            if "output_capturing_hook" in getattr(hook, "__qualname__", ""):
+                lifted.append((module, key, hook))
+                del module._forward_hooks[key]
+    for module in flagged:
+        module._output_capturing_hooks_installed = False
+    try:
+        yield model
+    finally:
+        for module, key, hook in lifted:
+            module._forward_hooks[key] = hook
+        for module in flagged:
+            module._output_capturing_hooks_installed = True
+
+
 def spawn_context() -> Any:
     """The multiprocessing context for workers: spawn (CUDA cannot be forked), with torch's tensor sharing."""
     return mp.get_context("spawn")
@@ -222,15 +244,16 @@ class EncoderPool:
             model.share_memory()  # CPU workers map the parent's weights instead of copying them
         payload = (model, encoder.tokenizer, encoder.config)
         self._processes = []
-        for rank, device in enumerate(self.devices):
-            process = ctx.Process(
-                target=_encode_worker,
-                args=(rank, device, self.threads_per_process, payload, self._tasks, self._results, os.getpid()),
-                daemon=True,
-                name=f"laser-encode-{device}",
-            )
-            process.start()
-            self._processes.append(process)
+        with picklable_model(model):  # spawn pickles the payload inside start()
+            for rank, device in enumerate(self.devices):
+                process = ctx.Process(
+                    target=_encode_worker,
+                    args=(rank, device, self.threads_per_process, payload, self._tasks, self._results, os.getpid()),
+                    daemon=True,
+                    name=f"laser-encode-{device}",
+                )
+                process.start()
+                self._processes.append(process)
         atexit.register(_close_at_exit, weakref.ref(self))
         try:
             ready: set[int] = set()

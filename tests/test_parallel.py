@@ -150,3 +150,24 @@ def test_cuda_paths_by_injection(monkeypatch, caplog):
         limits.halve(list(range(64)), 8194, torch.device("cuda:0"))
     assert (limits.max_texts, limits.max_tokens, emptied) == (32, 32 * 8194, [True])
     assert "Out of memory on cuda:0 with a batch of 64 texts x 8194 positions" in caplog.text
+
+
+def test_a_model_with_transformers_capturing_hooks_still_pickles_for_the_workers():
+    """transformers installs local-function forward hooks on a model once it returns hidden states; spawn must
+    still be able to send that model to a worker (the full suite met this after another test's forward)."""
+    import pickle
+
+    from transformers.utils.output_capturing import maybe_install_capturing_hooks
+
+    from laser_integrations.parallel import picklable_model
+
+    model = tiny_encoder(seed=3).model
+    maybe_install_capturing_hooks(model)
+    hooked = sum(len(m._forward_hooks) for m in model.modules())
+    assert hooked > 0 and model._output_capturing_hooks_installed
+    with pytest.raises(AttributeError, match="output_capturing_hook"):
+        pickle.dumps(model)
+    with picklable_model(model):
+        copy = pickle.loads(pickle.dumps(model))
+    assert not copy._output_capturing_hooks_installed  # the worker's copy installs its own on first use
+    assert sum(len(m._forward_hooks) for m in model.modules()) == hooked and model._output_capturing_hooks_installed
