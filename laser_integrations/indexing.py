@@ -532,10 +532,11 @@ def run_cli(args: Any) -> int:
         else:
             result = index_with_workers(job, devices, threads_per_process=args.threads_per_process, total=total,
                                         progress=progress)  # fmt: skip
-    except ValueError as e:
-        return fail(str(e), 2 if "allows one writer" in str(e) else 1)
-    except (CollectionDimensionError, StorageLockedError, IndexingFailed) as e:
-        return fail(str(e), 1)
+    except (ValueError, CollectionDimensionError, StorageLockedError, IndexingFailed) as e:
+        from .cli.main import exit_code
+
+        # The one convention of every command: bad input (another model's collection, a wrong size) 2, else 1.
+        return fail(str(e), exit_code(e) or 1)
     shard = f" (shard {rank[0] + 1}/{rank[1]})" if rank else ""
     print(
         f"Indexed {result.written} new documents ({result.skipped} already present, {result.updated} re-embedded "

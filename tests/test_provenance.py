@@ -76,6 +76,12 @@ def test_repro_1_another_model_is_refused_and_nothing_stale_is_returned(
     for key in before:
         np.testing.assert_array_equal(after[key][1], before[key][1])
 
+    # The several-worker path refuses it the same way, with the same exit code.
+    assert main(["index", str(corpus), "--model", b, "--path", q, "--collection", "docs", "--processes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "weights fingerprint" in err and "--recreate" in err
+    assert stored(q)[0] == record
+
     # Reader with model B: refused; with the explicit opt-in, a warning on stderr and results.
     assert main(["search", "kraft inequality", "--model", b, "--path", q, "--collection", "docs"]) == 2
     assert "--allow-model-mismatch" in capsys.readouterr().err
