@@ -121,7 +121,7 @@ def stored_hashes(store: Any, ids: list[str]) -> dict[str, str | None]:
     return {doc.id: doc.meta.get(CONTENT_HASH_FIELD) for doc in store.get_documents_by_id(ids)}
 
 
-def _todo(chunk: list[dict[str, Any]], stored: dict[str, str | None], embed_title: bool) -> tuple[list[dict], int]:
+def to_embed(chunk: list[dict[str, Any]], stored: dict[str, str | None], embed_title: bool) -> tuple[list[dict], int]:
     """Records to embed (new, or present with another text: a resumed or repeated run re-embeds those), each with
     its content hash, and how many of them were present."""
     todo, updated = [], 0
@@ -134,7 +134,7 @@ def _todo(chunk: list[dict[str, Any]], stored: dict[str, str | None], embed_titl
     return todo, updated
 
 
-def _documents(records: list[dict[str, Any]]) -> list[Any]:
+def documents_of(records: list[dict[str, Any]]) -> list[Any]:
     from haystack import Document
 
     from .provenance import CONTENT_HASH_FIELD
@@ -245,8 +245,8 @@ def _index_worker(rank: int, world: int, device: str, threads: int, job: IndexJo
             else:
                 _put(results, ("ask", rank, ids), parent_pid)
                 present = _get(replies, parent_pid)
-            todo, updated = _todo(chunk, present, _embeds_title(job))
-            embedded = embedder.run(_documents(todo))["documents"] if todo else []
+            todo, updated = to_embed(chunk, present, _embeds_title(job))
+            embedded = embedder.run(documents_of(todo))["documents"] if todo else []
             counts = (len(todo) - updated, updated, len(chunk) - len(todo))
             if store is not None:
                 write_documents(store, embedded, job.upload_streams)
@@ -433,9 +433,9 @@ def index_as_rank(job: IndexJob, rank: int, world: int, device: str, *, progress
     try:
         with tqdm(desc=f"Indexing shard {rank + 1}/{world}", unit="doc", disable=not progress) as bar:
             for chunk in chunks(shard_records(job.corpus, rank, world), job.chunk_size):
-                todo, n_updated = _todo(chunk, stored_hashes(store, [r["id"] for r in chunk]), _embeds_title(job))
+                todo, n_updated = to_embed(chunk, stored_hashes(store, [r["id"] for r in chunk]), _embeds_title(job))
                 if todo:
-                    write_documents(store, embedder.run(_documents(todo))["documents"], job.upload_streams)
+                    write_documents(store, embedder.run(documents_of(todo))["documents"], job.upload_streams)
                 written, updated = written + len(todo) - n_updated, updated + n_updated
                 skipped += len(chunk) - len(todo)
                 bar.update(len(chunk))

@@ -43,7 +43,7 @@ HOOK = textwrap.dedent(
             return real_write(*args, **kwargs)
         indexing.write_documents = write_documents
     if worker_after:  # worker 1 dies at its chunk number worker_after + 1
-        real_documents, real_shard = indexing._documents, indexing.shard_records
+        real_documents, real_shard = indexing.documents_of, indexing.shard_records
         def shard_records(corpus, rank, world):
             if rank == 1:
                 def documents(records):
@@ -51,7 +51,7 @@ HOOK = textwrap.dedent(
                     if len(calls) > int(worker_after):
                         os.kill(os.getpid(), signal.SIGKILL)
                     return real_documents(records)
-                indexing._documents = documents
+                indexing.documents_of = documents
             return real_shard(corpus, rank, world)
         indexing.shard_records = shard_records
     """

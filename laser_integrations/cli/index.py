@@ -110,17 +110,6 @@ def validate_corpus(path: Path) -> int:
     return total
 
 
-def _chunks(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    for record in records:
-        chunk.append(record)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _sparse_encoder(path: Path, args: argparse.Namespace) -> Any:
     """The BM25 sparse embedder, its average length measured on the whole corpus (so a resumed run agrees)."""
     from haystack_integrations.components.embedders.laser_sparse import BM25SparseDocumentEmbedder
@@ -138,13 +127,12 @@ def run(args: argparse.Namespace) -> int:
         return indexing.run_cli(args)
     if hint := missing_haystack():
         raise ImportError(hint)
-    from haystack import Document
     from haystack.document_stores.types import DuplicatePolicy
     from tqdm.auto import tqdm
 
     from haystack_integrations.components.embedders.laser import LaSERDocumentEmbedder
 
-    from ..provenance import CONTENT_HASH_FIELD, content_hash, provenance_of
+    from ..provenance import provenance_of
     from ..qdrant import open_document_store, warn_large_collection
 
     if args.chunk_size < 1 or args.batch_size < 1:
@@ -172,29 +160,18 @@ def run(args: argparse.Namespace) -> int:
         **store_kwargs(args),
     )
 
-    def digest(record: dict[str, Any]) -> str:  # what is embedded: the title (unless --no-title) and the text
-        return content_hash("" if args.no_title else record["title"], record["text"])
-
     written = updated = skipped = 0
     try:
         with tqdm(total=total, desc=f"Indexing into {args.collection!r}", unit="doc", disable=args.no_progress) as bar:
-            for chunk in _chunks(read_corpus(path), args.chunk_size):
+            for chunk in indexing.chunks(read_corpus(path), args.chunk_size):
                 # Resumable: ids already in the collection with the same text were embedded by an earlier (maybe
-                # stopped) run; a changed text is embedded again.
-                present = store.get_documents_by_id([r["id"] for r in chunk])
-                stored = {doc.id: doc.meta.get(CONTENT_HASH_FIELD) for doc in present}
-                todo = []
-                for r in chunk:
-                    sha = digest(r)
-                    if stored.get(r["id"], "") == sha:
-                        skipped += 1
-                        continue
-                    updated += r["id"] in stored
-                    written += r["id"] not in stored
-                    meta = {"title": r["title"]} if r["title"] else {}
-                    todo.append(Document(id=r["id"], content=r["text"], meta={**meta, CONTENT_HASH_FIELD: sha}))
+                # stopped) run; a changed text is embedded again (the same rule as the several-worker path).
+                stored = indexing.stored_hashes(store, [r["id"] for r in chunk])
+                todo, n_updated = indexing.to_embed(chunk, stored, embed_title=not args.no_title)
+                written, updated = written + len(todo) - n_updated, updated + n_updated
+                skipped += len(chunk) - len(todo)
                 if todo:
-                    embedded = embedder.run(todo)["documents"]
+                    embedded = embedder.run(indexing.documents_of(todo))["documents"]
                     if sparse is not None:
                         embedded = sparse.run(embedded)["documents"]
                     # OVERWRITE upserts by point id (uuid5 of the document id): never a duplicate point.
