@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from laser_integrations.qdrant import CollectionDimensionError, StorageLockedError
+from laser_integrations.qdrant import CollectionDimensionError, LocalModeFolderError, StorageLockedError
 
 if TYPE_CHECKING:
     import qdrant_edge
@@ -236,6 +236,19 @@ def is_local_mode_folder(folder: str | Path) -> bool:
         return False
 
 
+def local_mode_error(folder: str | Path) -> LocalModeFolderError:
+    """The refusal of a folder written by qdrant-client's local mode, naming the command that converts it."""
+    folder = str(folder)
+    msg = (
+        f"{folder!r} was written by qdrant-client's local mode (it has meta.json and collection/<name>/"
+        "storage.sqlite), the embedded store of earlier versions; Qdrant Edge, now the default embedded engine, "
+        "cannot read it, and nothing was created in it. Convert it into an Edge folder with `laser migrate "
+        f"--from-path {folder} --to-path NEW_DIR` and use NEW_DIR from then on, or keep reading it with "
+        "qdrant-client's local mode: engine=\"client\" (CLI: --engine client)."
+    )
+    return LocalModeFolderError(msg)
+
+
 def remove_shard(folder: str | Path) -> None:
     """Delete the shard in ``folder`` (to recreate it); refuses a folder that is not an Edge shard."""
     folder = Path(folder)
@@ -287,18 +300,13 @@ def open_shard(
         CollectionDimensionError: the shard holds vectors of another size or distance.
         StorageLockedError: another process holds the folder.
         FileExistsError: the folder holds something that is not an Edge shard.
+        LocalModeFolderError: the folder (or its parent) was written by qdrant-client's local mode.
     """
     qe = require_edge()
     folder = Path(folder).expanduser()
     for candidate in (folder, folder.parent):
         if is_local_mode_folder(candidate):
-            msg = (
-                f"{str(candidate)!r} was written by qdrant-client's local mode (its meta.json lists collections), "
-                "which Qdrant Edge cannot read; refusing to put an Edge shard in it. Open it with qdrant-client "
-                "(laser_integrations.qdrant.open_document_store / open_vector_store with path=...), or give the Edge "
-                "store a new folder and re-index (or copy the points) into it."
-            )
-            raise FileExistsError(msg)
+            raise local_mode_error(candidate)
     existing = stored_config(folder)
     if existing is not None:
         check_vectors(folder, existing, vectors, where)

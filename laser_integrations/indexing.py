@@ -312,6 +312,7 @@ def index_with_workers(job: IndexJob, devices: Sequence[str], *, threads_per_pro
     for process in processes:
         process.start()
     store = None
+    local_mode = False
     written = updated = skipped = 0
     done: set[int] = set()
     failure: str | None = None
@@ -337,7 +338,8 @@ def index_with_workers(job: IndexJob, devices: Sequence[str], *, threads_per_pro
         store = open_document_store(**job.store_kwargs, embedding_dim=dimensions[0], provenance=records[0])
         client = getattr(store, "_client", None)  # qdrant-haystack keeps its connected QdrantClient here
         restore_m = begin_bulk_load(client, collection) if job.server and job.bulk_load else None
-        if not job.server and total is not None:
+        local_mode = type(store).__name__ == "QdrantDocumentStore" and not job.server  # exact search, in memory
+        if local_mode and total is not None:
             warn_large_collection(collection, total + store.count_documents())
         for reply in replies:
             reply.put("go")
@@ -383,7 +385,7 @@ def index_with_workers(job: IndexJob, devices: Sequence[str], *, threads_per_pro
             "resume (each shard restarts after its last written chunk)."
         )
         raise IndexingFailed(msg)
-    if not job.server:
+    if local_mode:
         warn_large_collection(collection, count)
     return IndexResult(written=written, skipped=skipped, count=count, updated=updated)
 

@@ -2,7 +2,9 @@
 
 A collection made by ``laser index``, :func:`laser_integrations.qdrant.open_document_store` or
 :func:`~laser_integrations.qdrant.open_vector_store` (given the encoder) carries a *provenance record* in its
-collection metadata (kept by embedded Qdrant and by Qdrant servers >= 1.16): the checkpoint as given and as
+collection metadata (kept by qdrant-client's local mode and by Qdrant servers >= 1.16) or, for a Qdrant Edge
+shard (which has no collection metadata), in the file ``laser_provenance.json`` in the shard's folder, written
+atomically (:func:`write_folder_provenance`): the checkpoint as given and as
 resolved, a fingerprint of its weight files, its ``laser_config.json`` values, K, the document
 template/instruction and embedded fields, the dimension and the library version.
 
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 METADATA_KEY = "laser_provenance"
+PROVENANCE_FILE = "laser_provenance.json"  # beside a Qdrant Edge shard (Edge keeps no collection metadata)
 CONTENT_HASH_FIELD = "laser_sha256"  # in each document's meta (Haystack payload "meta")
 RECORD_VERSION = 1
 _FULL_HASH_LIMIT = 256 << 20
@@ -336,6 +339,38 @@ def write_provenance(client: QdrantClient, collection: str, record: dict[str, An
     return kept
 
 
+def read_folder_provenance(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The record kept beside a Qdrant Edge shard (``folder/laser_provenance.json``), or None when it has none.
+
+    Raises:
+        ValueError: the file is not a JSON object (damaged by hand: nothing to check against).
+    """
+    path = os.path.join(folder, PROVENANCE_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        try:
+            record = json.load(f)
+        except ValueError as e:
+            msg = f"{path!r} is not valid JSON ({e}); delete it and re-index with --recreate (recreate=True)."
+            raise ValueError(msg) from e
+    if not isinstance(record, dict):
+        msg = f"{path!r} does not hold a provenance record (a JSON object); re-index with --recreate (recreate=True)."
+        raise ValueError(msg)
+    return record
+
+
+def write_folder_provenance(folder: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Write ``record`` beside a Qdrant Edge shard atomically: a temporary file, flushed, then renamed over."""
+    path = os.path.join(folder, PROVENANCE_FILE)
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as f:
+        json.dump(record, f, ensure_ascii=False, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)  # a reader sees the old file or the new one, never half of one
+
+
 def ensure_provenance(
     client: QdrantClient,
     collection: str,
@@ -347,28 +382,51 @@ def ensure_provenance(
 ) -> dict[str, Any] | None:
     """Check ``current`` against the collection's record and, for a writer of a collection without one (new or
     empty), record it. Returns the stored record (None if the collection records none)."""
-    stored = read_provenance(client, collection)
     exists = client.collection_exists(collection)
-    points = client.count(collection, exact=True).count if exists else 0
+    return _ensure(read_provenance(client, collection), current, role=role, collection=collection, where=where,
+                   exists=exists, points=client.count(collection, exact=True).count if exists else 0,
+                   write=lambda: write_provenance(client, collection, current), allow_mismatch=allow_mismatch)  # fmt: skip
+
+
+def ensure_folder_provenance(
+    folder: str | os.PathLike,
+    points: int,
+    current: dict[str, Any],
+    *,
+    role: Role,
+    collection: str,
+    where: str = "Qdrant Edge",
+    allow_mismatch: bool = False,
+) -> dict[str, Any] | None:
+    """:func:`ensure_provenance` for a Qdrant Edge shard in ``folder`` that holds ``points`` points: the same
+    check, the record kept in ``folder/laser_provenance.json``."""
+    return _ensure(read_folder_provenance(folder), current, role=role, collection=collection, where=where,
+                   exists=True, points=points, write=lambda: write_folder_provenance(folder, current),
+                   allow_mismatch=allow_mismatch)  # fmt: skip
+
+
+def _ensure(
+    stored: dict[str, Any] | None, current: dict[str, Any], *, role: Role, collection: str, where: str,
+    exists: bool, points: int, write: Any, allow_mismatch: bool,
+) -> dict[str, Any] | None:  # fmt: skip
     check_provenance(stored, current, role=role, collection=collection, where=where, points=points,
                      allow_mismatch=allow_mismatch)  # fmt: skip
     if stored is None and role == "writer" and exists:
-        write_provenance(client, collection, current)
+        write()
         return current
     return stored
 
 
 def check_haystack_store(store: Any, embedder: Any, *, allow_mismatch: bool = False) -> None:
-    """A reader's check of a Haystack ``QdrantDocumentStore`` against the query ``encoder`` (the LaSER retrievers
+    """A reader's check of a Haystack ``QdrantDocumentStore`` (or ``QdrantEdgeDocumentStore``) against the query ``encoder`` (the LaSER retrievers
     run it at warm-up with their warmed-up ``LaSERTextEmbedder``): another model, K or format raises :class:`ProvenanceMismatchError`, or warns with
     ``allow_mismatch``; a collection without a record warns."""
+    record = describe_encoder(embedder.encoder, num_thinking_steps=embedder.num_thinking_steps,
+                              truncate_dim=getattr(embedder, "truncate_dim", None),
+                              precision=getattr(embedder, "precision", "float32"))  # fmt: skip
     if type(store).__name__ == "QdrantEdgeDocumentStore":
-        # Edge shards keep no collection metadata in this version: say so instead of checking nothing silently.
-        warnings.warn(
-            f"{type(store).__name__} at {str(getattr(store, 'path', '?'))!r} does not record which model filled it, "
-            "so the query encoder cannot be checked against it; search it only with the model that indexed it.",
-            stacklevel=3,
-        )
+        ensure_folder_provenance(store.folder, store.count_documents(), record, role="reader", collection=store.index,
+                                 where=f"Qdrant Edge folder {str(store.path)!r}", allow_mismatch=allow_mismatch)  # fmt: skip
         return
     if store.url:
         where = f"Qdrant server {store.url}"
@@ -377,8 +435,5 @@ def check_haystack_store(store: Any, embedder: Any, *, allow_mismatch: bool = Fa
     else:
         where = "in-memory Qdrant" if store.location == ":memory:" else "the QdrantDocumentStore"
     store._initialize_client()  # noqa: SLF001 - the store's own (possibly embedded, single-holder) client
-    record = describe_encoder(embedder.encoder, num_thinking_steps=embedder.num_thinking_steps,
-                              truncate_dim=getattr(embedder, "truncate_dim", None),
-                              precision=getattr(embedder, "precision", "float32"))  # fmt: skip
     ensure_provenance(store._client, store.index, record, role="reader", where=where,  # noqa: SLF001
                       allow_mismatch=allow_mismatch)  # fmt: skip

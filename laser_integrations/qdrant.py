@@ -1,14 +1,19 @@
 """Open a Qdrant collection for LaSER vectors, for Haystack or LlamaIndex, in one place.
 
-Three ways to reach Qdrant, one set of client calls:
+Three ways to reach Qdrant, two engines behind the same openers (``engine="auto"``, the default, picks one):
 
-- **embedded, persisted** (the default): ``path="laser_qdrant"``, a local folder, no server. Exact search; good
-  for tests, demos and up to ~20,000 points. One process at a time holds the folder.
-- **in memory**: ``location=":memory:"``, for tests.
-- **server or cluster**: ``url="https://...:6333"`` with the API key from an environment variable
+- **embedded, persisted** (the default): ``path="laser_qdrant"``, a local folder, no server, on **Qdrant Edge**
+  (``qdrant-edge-py``: Qdrant's own segments, HNSW, WAL and payload indexes in this process; docs/edge.md). Each
+  collection is one Edge shard, the sub-folder ``path/collection``; one process at a time holds a shard.
+  ``engine="client"`` opens the folder with qdrant-client's local mode instead (an exact, pure-Python search for
+  up to ~20,000 points): the engine of earlier versions, whose folders Edge cannot read (they are refused with the
+  command that converts them, ``laser migrate``).
+- **in memory**: ``location=":memory:"``, for tests and throw-away use: qdrant-client's local mode in memory
+  (nothing to persist, so nothing gains from Edge's WAL and on-disk segments).
+- **server or cluster**: ``url="https://...:6333"`` (qdrant-client) with the API key from an environment variable
   (``api_key=Secret.from_env_var("QDRANT_API_KEY")``); ``shard_number``, ``replication_factor`` and
   ``write_consistency_factor`` are passed to the collection. This is the scale-out path. It uses the same client
-  calls as embedded mode, but the test suite cannot exercise it on machines without a Qdrant server.
+  calls as local mode, but the test suite cannot exercise it on machines without a Qdrant server.
 
 Every opener checks an existing collection's vector size against the encoder's dimension before anything is
 written, and turns the embedded folder's lock error into one that names the folder and the fix. Given the
@@ -59,6 +64,10 @@ class QdrantUnreachableError(ConnectionError):
     """The Qdrant server at ``url`` did not answer."""
 
 
+class LocalModeFolderError(FileExistsError):
+    """A folder written by qdrant-client's local mode was opened with Qdrant Edge, which cannot read it."""
+
+
 class CollectionLayoutError(ValueError):
     """An existing collection has (or lacks) the sparse BM25 vectors that hybrid search writes and reads."""
 
@@ -70,8 +79,9 @@ SERVER_ONLY_SETTINGS = (
     "shard_number", "replication_factor", "write_consistency_factor", "sharding_method", "shard_keys",
 )  # fmt: skip
 SIMILARITIES = ("cosine", "dot_product", "l2")
-# "client": qdrant-client (local mode or a server); "edge": Qdrant Edge, Qdrant's engine in-process (edge.py).
-ENGINES = ("client", "edge")
+# "client": qdrant-client (local mode or a server); "edge": Qdrant Edge, Qdrant's engine in-process (edge.py);
+# "auto": Edge for a folder, qdrant-client for a server (url=), ":memory:" or a given client.
+ENGINES = ("auto", "client", "edge")
 
 
 def _require(module: str, extra: str) -> None:
@@ -187,10 +197,61 @@ def _unreachable(url: str, error: BaseException) -> QdrantUnreachableError:
 
 
 def _qdrant_folders(parent: Path) -> list[str]:
-    """Sub-folders of ``parent`` that hold an embedded Qdrant (meta.json), for 'did you mean' messages."""
+    """Sub-folders of ``parent`` that hold an embedded Qdrant (local mode's meta.json, or Qdrant Edge shards), for
+    'did you mean' messages."""
     if not parent.is_dir():
         return []
-    return sorted(p.name for p in parent.iterdir() if (p / "meta.json").is_file())
+    return sorted(p.name for p in parent.iterdir() if p.is_dir() and ((p / "meta.json").is_file() or _edge_shards(p)))
+
+
+def _edge_shards(folder: Path) -> list[str]:
+    """The collections (Qdrant Edge shards) in an embedded folder."""
+    from .edge import CONFIG_FILE
+
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / CONFIG_FILE).is_file())
+
+
+def resolve_engine(
+    engine: str = "auto", *, path: str | Path | None = None, location: str | None = None, url: str | None = None,
+    client: Any = None,
+) -> str:  # fmt: skip
+    """The engine an opener uses: ``"edge"`` or ``"client"``.
+
+    ``"auto"`` (the default) is Qdrant Edge for an embedded folder (``path=``, or the default folder) and
+    qdrant-client for a server (``url=``), ``location=":memory:"`` or an already open ``client``.
+    """
+    if engine not in ENGINES:
+        msg = f"engine must be one of {list(ENGINES)}, got {engine!r}."
+        raise ValueError(msg)
+    if engine != "auto":
+        return engine
+    return "client" if url is not None or location is not None or client is not None else "edge"
+
+
+def _embedded_root(path: str | Path | None) -> Path:
+    return Path(path if path is not None else DEFAULT_PATH).expanduser()
+
+
+def _require_edge_collection(collection: str, path: str | Path | None) -> None:
+    """:func:`require_collection` for an Edge folder: ``path/collection`` must hold a shard; creates nothing."""
+    from . import edge
+
+    root = _embedded_root(path)
+    if edge.is_local_mode_folder(root):
+        raise edge.local_mode_error(root)
+    if edge.stored_config(root / collection) is not None:
+        return
+    if not root.is_dir():
+        others = _qdrant_folders(root.parent if root.parent != root else Path("."))
+        hint = f" Qdrant folders in {str(root.parent)!r}: {others}." if others else ""
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        msg = f"{str(root)!r} {what}; give the folder `laser index` wrote (--path).{hint}"
+        raise CollectionNotFoundError(msg)
+    holds = _edge_shards(root) or "no collections"
+    msg = f"Collection {collection!r} does not exist in embedded Qdrant folder {str(root)!r}; it holds {holds} (--collection)."
+    raise CollectionNotFoundError(msg)
 
 
 def require_collection(
@@ -200,13 +261,20 @@ def require_collection(
     location: str | None = None,
     url: str | None = None,
     api_key: Secret | None = None,
+    engine: str = "auto",
 ) -> None:
     """Raise :class:`CollectionNotFoundError` (naming what exists) unless ``collection`` exists; creates nothing.
 
     Used by the readers (``read_only=True``, ``laser search``), so a mistyped folder or collection name is an error
-    instead of a new, empty collection.
+    instead of a new, empty collection. ``engine`` as in :func:`open_document_store`.
+
+    Raises:
+        LocalModeFolderError: an Edge reader (the default for a folder) was given a qdrant-client local-mode folder.
     """
     params, where = _connection(path, location, url)
+    if resolve_engine(engine, path=path, location=location, url=url) == "edge":
+        _require_edge_collection(collection, path)
+        return
     if "path" in params:
         folder = Path(params["path"])
         if not (folder / "meta.json").is_file():
@@ -317,23 +385,81 @@ def warn_if_large(client: QdrantClient, collection: str, *, embedded: bool) -> i
     return count
 
 
-def _edge_engine(engine: str, opener: str, **given: Any) -> bool:
-    """Whether ``engine`` asks for Qdrant Edge; refuses what an Edge folder cannot honour."""
-    if engine not in ENGINES:
-        msg = f"engine must be one of {list(ENGINES)}, got {engine!r}."
-        raise ValueError(msg)
-    if engine == "client":
+def _edge_engine(engine: str, opener: str, path: str | Path | None, api_key: Secret | None = None,
+                 hybrid: bool = False, **given: Any) -> bool:  # fmt: skip
+    """Whether the opener uses Qdrant Edge (:func:`resolve_engine`); refuses what an Edge folder cannot honour."""
+    if resolve_engine(engine, path=path, location=given.get("location"), url=given.get("url"),
+                      client=given.get("client")) == "client":  # fmt: skip
         return False
+    if given.get("url") is None:
+        _resolve_api_key(api_key, None)  # the key of a server; refused for a folder with the usual message
     refused = sorted(name for name, value in given.items() if value not in (None, False))
     if refused:
         msg = (
-            f"{opener}(engine='edge') opens an embedded Qdrant Edge folder (path=...); it cannot take "
-            f"{', '.join(refused)} (location/url/api_key and shards are qdrant-client's, hybrid search on Edge "
-            "and the provenance record on Edge are not built yet). Remove them, or use engine='client'."
+            f"{opener}(engine={engine!r}) opens an embedded Qdrant Edge folder (path=...), a single shard on this "
+            f"machine; it cannot take {', '.join(refused)} (location/url/api_key, clients and shards are "
+            "qdrant-client's: a server or cluster with url=..., or engine='client'). Remove them."
+        )
+        raise ValueError(msg)
+    if hybrid:
+        msg = (
+            f"{opener}: hybrid search (BM25 sparse vectors) is not available on Qdrant Edge, the default engine "
+            "for an embedded folder, in this version. Search densely (without hybrid / --hybrid), or use "
+            "qdrant-client's local mode with engine='client' (CLI: --engine client), or a server with url=... (--url)."
         )
         raise ValueError(msg)
     _require("qdrant_edge", "qdrant")
     return True
+
+
+def _edge_dimension_error(error: CollectionDimensionError, folder: Path, collection: str, dimension: int,
+                          where: str) -> CollectionDimensionError:  # fmt: skip
+    """The opener's dimension message (as for qdrant-client collections) for an Edge shard of another size."""
+    from . import edge
+
+    sizes = {int(v["size"]) for v in ((edge.stored_config(folder) or {}).get("vectors") or {}).values()}
+    if len(sizes) == 1 and sizes != {dimension}:
+        return _dimension_error(collection, sizes.pop(), dimension, where)
+    return error  # another layout (the other framework's shard): Edge's own message says so
+
+
+def _edge_points(shard: Any) -> int:
+    from .edge import require_edge
+
+    return int(shard.count(require_edge().CountRequest(exact=True)))
+
+
+def _drop_progress_bar(store_class: type, store_kwargs: dict[str, Any]) -> None:
+    """qdrant-haystack's ``progress_bar`` for an Edge store without one: False is honoured, True refused."""
+    import inspect
+
+    if "progress_bar" in store_kwargs and "progress_bar" not in inspect.signature(store_class).parameters:
+        if store_kwargs.pop("progress_bar"):
+            msg = f"{store_class.__name__} has no progress bar; pass progress_bar=False or leave it out."
+            raise ValueError(msg)
+
+
+def _open_edge(
+    store: Any, *, root: Path, collection: str, dimension: int | None, record: dict[str, Any] | None,
+    read_only: bool, allow_mismatch: bool,
+) -> None:  # fmt: skip
+    """Open an Edge store now (a locked folder or a wrong-sized shard fails here, before anything is embedded),
+    then check (a writer of a new or empty shard: record) the model that fills it, in ``laser_provenance.json``."""
+    from .provenance import ensure_folder_provenance
+
+    where = f"embedded Qdrant folder {str(root)!r}"
+    try:
+        shard = store.open()
+    except CollectionDimensionError as e:
+        raise _edge_dimension_error(e, store.folder, collection, dimension or 0, where) from e
+    if record is None:
+        return
+    try:
+        ensure_folder_provenance(store.folder, _edge_points(shard), record, collection=collection, where=where,
+                                 role="reader" if read_only else "writer", allow_mismatch=allow_mismatch)  # fmt: skip
+    except BaseException:
+        store.close()  # release the shard: nothing was written
+        raise
 
 
 def open_document_store(
@@ -350,7 +476,7 @@ def open_document_store(
     shard_number: int | None = None,
     replication_factor: int | None = None,
     write_consistency_factor: int | None = None,
-    engine: str = "client",
+    engine: str = "auto",
     provenance: dict[str, Any] | None = None,
     read_only: bool = False,
     allow_model_mismatch: bool = False,
@@ -379,9 +505,10 @@ def open_document_store(
         shard_number: shards of a new collection (server/cluster only; refused in embedded mode).
         replication_factor: replicas of each shard (server/cluster only).
         write_consistency_factor: replicas that must confirm a write (server/cluster only).
-        engine: ``"client"`` (qdrant-client: its local mode for ``path``/``location``, a server for ``url``) or
+        engine: ``"auto"`` (the default): ``"edge"`` for a folder, ``"client"`` for ``url``/``location``.
             ``"edge"``: a ``QdrantEdgeDocumentStore`` in the folder ``path/collection``, Qdrant's own engine
-            in-process, with HNSW, quantization and payload indexes (docs/edge.md).
+            in-process, with HNSW, quantization and payload indexes (docs/edge.md); ``"client"``: qdrant-client
+            (its local mode for ``path``/``location``, a server for ``url``).
         provenance: the encoder's record (:func:`laser_integrations.provenance.describe_encoder`): a writer records
             it in a new collection and refuses a collection made by another model; a reader (``read_only``) checks it.
         read_only: for searching: the folder and the collection must exist (nothing is created) and ``provenance``
@@ -395,24 +522,40 @@ def open_document_store(
         CollectionDimensionError: the collection exists with another vector size.
         CollectionLayoutError: ``hybrid`` does not match how the collection was created.
         CollectionNotFoundError: ``read_only`` and the folder or collection does not exist.
+        LocalModeFolderError: Qdrant Edge was given a folder of qdrant-client's local mode (``laser migrate``
+            converts it; ``engine="client"`` reads it).
         ProvenanceMismatchError: the collection was filled by another model or document format.
         QdrantUnreachableError: the server at ``url`` does not answer.
         StorageLockedError: the embedded folder is held by another process.
         ValueError: a server-only setting (``hnsw_config``, ``quantization_config``, ``shard_number``...) in
             embedded mode, where Qdrant would ignore it.
     """
-    if _edge_engine(engine, "open_document_store", location=location, url=url, api_key=api_key, hybrid=hybrid,
-                    shard_number=shard_number, replication_factor=replication_factor,
-                    write_consistency_factor=write_consistency_factor, provenance=provenance,
-                    read_only=read_only, allow_model_mismatch=allow_model_mismatch):  # fmt: skip
+    if _edge_engine(engine, "open_document_store", path, api_key=api_key, hybrid=hybrid, location=location,
+                    url=url, shard_number=shard_number, replication_factor=replication_factor,
+                    write_consistency_factor=write_consistency_factor):  # fmt: skip
         _require("haystack_integrations.document_stores.laser_edge", "haystack")
         from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentStore
 
+        from . import edge
+
+        root = _embedded_root(path)
+        if edge.is_local_mode_folder(root):  # before recreate could touch it: never an empty shard beside it
+            raise edge.local_mode_error(root)
+        if read_only:
+            if recreate:
+                msg = "read_only=True cannot recreate the collection; open it for writing to rebuild it."
+                raise ValueError(msg)
+            _require_edge_collection(collection, path)
+        elif root.exists() and not root.is_dir():
+            msg = f"{str(root)!r} is a file, not an embedded Qdrant folder; give a folder (--path / path=...)."
+            raise NotADirectoryError(msg)
+        _drop_progress_bar(QdrantEdgeDocumentStore, store_kwargs)
         edge_store = QdrantEdgeDocumentStore(
-            path=Path(path if path is not None else DEFAULT_PATH), index=collection, embedding_dim=embedding_dim,
-            similarity=similarity, recreate_index=recreate, **store_kwargs,
+            path=root, index=collection, embedding_dim=embedding_dim, similarity=similarity, recreate_index=recreate,
+            **store_kwargs,
         )  # fmt: skip
-        edge_store.open()  # a locked folder or a wrong-sized shard fails here, before anything is embedded
+        _open_edge(edge_store, root=root, collection=collection, dimension=embedding_dim, record=provenance,
+                   read_only=read_only, allow_mismatch=allow_model_mismatch)  # fmt: skip
         return edge_store
     _require("haystack_integrations.document_stores.qdrant", "haystack")
     from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
@@ -446,7 +589,7 @@ def open_document_store(
         if recreate:
             msg = "read_only=True cannot recreate the collection; open it for writing to rebuild it."
             raise ValueError(msg)
-        require_collection(collection, path=path, location=location, url=url, api_key=api_key)
+        require_collection(collection, path=path, location=location, url=url, api_key=api_key, engine="client")
     elif "path" in params:
         if Path(params["path"]).exists() and not Path(params["path"]).is_dir():
             msg = f"{params['path']!r} is a file, not an embedded Qdrant folder; give a folder (--path / path=...)."
@@ -579,7 +722,7 @@ def open_vector_store(
     read_only: bool = False,
     allow_model_mismatch: bool = False,
     aclient: Any = None,
-    engine: str = "client",
+    engine: str = "auto",
     **store_kwargs: Any,
 ) -> QdrantVectorStore | QdrantEdgeVectorStore:
     """A LlamaIndex ``QdrantVectorStore`` for LaSER vectors of size ``embedding_dim``, with sync and async clients.
@@ -614,8 +757,9 @@ def open_vector_store(
             ``embed_model`` is checked as a reader's (its weights, K and input format).
         allow_model_mismatch: a reader whose ``embed_model`` differs from the collection's gets a warning instead.
         aclient: its ``AsyncQdrantClient``; default: derived as above for a local ``client``, none for a server one.
-        engine: ``"client"`` (qdrant-client, as above) or ``"edge"``: a ``QdrantEdgeVectorStore`` in the folder
-            ``path/collection``, Qdrant's own engine in-process (docs/edge.md).
+        engine: ``"auto"`` (the default): ``"edge"`` for a folder, ``"client"`` for ``url``/``location``/``client``.
+            ``"edge"``: a ``QdrantEdgeVectorStore`` in the folder ``path/collection``, Qdrant's own engine
+            in-process (docs/edge.md); ``"client"``: qdrant-client, as above (its local mode for ``path``).
         **store_kwargs: other ``QdrantVectorStore`` arguments (``QdrantEdgeVectorStore``'s with ``engine="edge"``).
 
     Raises:
@@ -626,22 +770,31 @@ def open_vector_store(
         ValueError: a server-only setting (``quantization_config``, HNSW in ``dense_config``, shards) in embedded
             mode, where Qdrant would ignore it.
     """
-    if _edge_engine(engine, "open_vector_store", location=location, url=url, api_key=api_key, hybrid=hybrid,
+    if _edge_engine(engine, "open_vector_store", path, api_key=api_key, hybrid=hybrid, location=location, url=url,
                     shard_number=shard_number, replication_factor=replication_factor,
                     write_consistency_factor=write_consistency_factor, client=client, aclient=aclient,
-                    sparse_encoder=sparse_encoder, embed_model=embed_model, read_only=read_only,
-                    allow_model_mismatch=allow_model_mismatch):  # fmt: skip
+                    sparse_encoder=sparse_encoder):  # fmt: skip
         _require("llama_index.core", "llama-index")
         from . import edge
         from .edge_vector_store import QdrantEdgeVectorStore
 
-        edge_store = QdrantEdgeVectorStore(
-            path=Path(path if path is not None else DEFAULT_PATH), collection_name=collection,
-            embedding_dim=embedding_dim, **store_kwargs,
-        )  # fmt: skip
+        root = _embedded_root(path)
+        if edge.is_local_mode_folder(root):  # before recreate could touch it: never an empty shard beside it
+            raise edge.local_mode_error(root)
+        if embedding_dim is None and embed_model is not None:
+            embedding_dim = int(embed_model.dimension)
+        if read_only:
+            if recreate:
+                msg = "read_only=True cannot recreate the collection; open it for writing to rebuild it."
+                raise ValueError(msg)
+            _require_edge_collection(collection, path)
+        edge_store = QdrantEdgeVectorStore(path=root, collection_name=collection, embedding_dim=embedding_dim,
+                                           **store_kwargs)  # fmt: skip
         if recreate:
             edge.remove_shard(edge_store.folder)
-        edge_store.open()  # a locked folder or a wrong-sized shard fails here
+        record = embed_model.provenance_record() if embed_model is not None else None
+        _open_edge(edge_store, root=root, collection=collection, dimension=embedding_dim, record=record,
+                   read_only=read_only, allow_mismatch=allow_model_mismatch)  # fmt: skip
         return edge_store
     _require("llama_index.vector_stores.qdrant", "llama-index")
     from llama_index.vector_stores.qdrant import QdrantVectorStore
@@ -655,7 +808,7 @@ def open_vector_store(
         msg = "read_only=True cannot recreate the collection; open it for writing to rebuild it."
         raise ValueError(msg)
     if read_only and client is None:
-        require_collection(collection, path=path, location=location, url=url, api_key=api_key)
+        require_collection(collection, path=path, location=location, url=url, api_key=api_key, engine="client")
     owns_client = client is None
     for name in ("enable_hybrid", "sparse_doc_fn", "sparse_query_fn", "hybrid_fusion_fn", "sparse_config"):
         if name in store_kwargs and hybrid:

@@ -112,19 +112,18 @@ def test_missing_corpus_and_empty_collection(common, tmp_path, capsys):
 
 
 def test_locked_folder_is_reported(common, tmp_path, capsys):
-    from laser_integrations.qdrant import open_client
-
-    holder = open_client(path=tmp_path / "qdrant")
+    holder = open_document_store(path=tmp_path / "qdrant", collection="docs", embedding_dim=64)
     try:
         assert main(["search", "anything", *common]) == 1
     finally:
         holder.close()
-    assert "is already opened by another process" in capsys.readouterr().err
+    assert re.search(r"Qdrant Edge folder '.*qdrant/docs' is already opened by another process", capsys.readouterr().err)
 
 
 def test_hybrid_index_and_search_fuse_dense_and_bm25_by_rrf(common, tmp_path, capsys):
     import bm25s
 
+    common = [*common, "--engine", "client"]  # hybrid search runs on qdrant-client (local mode here), not on Edge yet
     corpus = write_jsonl(tmp_path / "corpus.jsonl", CORPUS)
     assert main(["index", str(corpus), *common, "--hybrid", "--no-progress", "--chunk-size", "2"]) == 0
     out, err = capsys.readouterr()
@@ -149,7 +148,11 @@ def test_hybrid_index_and_search_fuse_dense_and_bm25_by_rrf(common, tmp_path, ca
 
 def test_hybrid_search_of_a_dense_collection_says_how_to_fix_it(common, tmp_path, capsys):
     corpus = write_jsonl(tmp_path / "corpus.jsonl", CORPUS[:2])
-    assert main(["index", str(corpus), *common, "--no-progress"]) == 0
+    local = [*common, "--engine", "client"]  # hybrid search runs on qdrant-client (local mode here), not on Edge yet
+    assert main(["index", str(corpus), *local, "--no-progress"]) == 0
     capsys.readouterr()
-    assert main(["search", "primes", *common, "--hybrid"]) == 2  # bad usage for this collection
+    assert main(["search", "primes", *local, "--hybrid"]) == 2  # bad usage for this collection
     assert "without sparse BM25 vectors, which hybrid search needs" in capsys.readouterr().err
+    # On the Edge default, --hybrid is refused (exit 2) with the way that works, before anything is written.
+    assert main(["index", str(corpus), *common, "--hybrid", "--no-progress"]) == 2
+    assert "not available on Qdrant Edge" in capsys.readouterr().err and not (tmp_path / "qdrant" / "docs").exists()

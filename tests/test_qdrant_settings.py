@@ -4,6 +4,7 @@ similarity and API keys."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from haystack.utils import Secret
@@ -28,7 +29,7 @@ def test_llama_index_async_paths_work_in_embedded_modes(mode, tmp_path):
         client = open_client(location=":memory:")
         store = open_vector_store(client=client, collection="c", embedding_dim=4)
     else:
-        where = {"location": ":memory:"} if mode == "memory" else {"path": tmp_path / "q"}
+        where = {"location": ":memory:"} if mode == "memory" else {"path": tmp_path / "q", "engine": "client"}
         store = open_vector_store(collection="c", embedding_dim=4, **where)
     assert isinstance(store._aclient, LocalAsyncClient)
     index = VectorStoreIndex(NODES, storage_context=StorageContext.from_defaults(vector_store=store), embed_model=embed, use_async=True)
@@ -39,6 +40,17 @@ def test_llama_index_async_paths_work_in_embedded_modes(mode, tmp_path):
     # written through the async path (use_async=True), read through the sync client: one store
     assert store.client.count("c").count == 4
     store.client.close()
+
+
+def test_llama_index_async_paths_work_on_the_edge_default(tmp_path):
+    store = open_vector_store(path=tmp_path / "q", collection="c", embedding_dim=4)
+    index = VectorStoreIndex(NODES, storage_context=StorageContext.from_defaults(vector_store=store),
+                             embed_model=MockEmbedding(embed_dim=4), use_async=True)  # fmt: skip
+    retriever = index.as_retriever(similarity_top_k=3)
+    sync_ids = [h.node.node_id for h in retriever.retrieve("note")]
+    assert len(sync_ids) == 3 and [h.node.node_id for h in asyncio.run(retriever.aretrieve("note"))] == sync_ids
+    assert len(store.get_nodes()) == 4  # written through the async path
+    store.close()
 
 
 def test_server_mode_gets_a_real_async_client(monkeypatch):
@@ -60,10 +72,10 @@ def test_server_mode_gets_a_real_async_client(monkeypatch):
         {"shard_number": 2},
     ],
 )
-def test_embedded_qdrant_refuses_settings_it_would_ignore(setting, tmp_path):
+def test_local_mode_refuses_settings_it_would_ignore(setting, tmp_path):
     name = next(iter(setting))
     with pytest.raises(ValueError, match=rf"{name} cannot be honoured by embedded Qdrant folder .*brute force.*url="):
-        open_document_store(path=tmp_path / "q", embedding_dim=4, **setting)
+        open_document_store(path=tmp_path / "q", embedding_dim=4, engine="client", **setting)
     li_setting = setting if name != "hnsw_config" else {"dense_config": models.VectorParams(size=4, distance=models.Distance.COSINE, hnsw_config=models.HnswConfigDiff(m=32))}
     if name == "on_disk":
         li_setting = {"dense_config": models.VectorParams(size=4, distance=models.Distance.COSINE, on_disk=True)}
@@ -71,6 +83,17 @@ def test_embedded_qdrant_refuses_settings_it_would_ignore(setting, tmp_path):
         li_setting = {"quantization_config": models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8))}
     with pytest.raises(ValueError, match="cannot be honoured by in-memory Qdrant"):
         open_vector_store(location=":memory:", embedding_dim=4, **li_setting)
+
+
+def test_the_edge_default_applies_hnsw_quantization_and_on_disk_and_refuses_shards(tmp_path):
+    store = open_document_store(path=tmp_path / "q", embedding_dim=4, hnsw_config={"m": 32},
+                                quantization_config={"scalar": {"type": "int8"}}, on_disk=True)  # fmt: skip
+    store.close()
+    stored = json.loads((tmp_path / "q" / "laser" / "edge_config.json").read_text())
+    assert stored["hnsw_config"]["m"] == 32 and "scalar" in json.dumps(stored["quantization_config"])
+    assert stored["vectors"][""]["on_disk"] is True
+    with pytest.raises(ValueError, match=r"Qdrant Edge folder .*cannot take shard_number.*url=\.\.\."):
+        open_document_store(path=tmp_path / "q", embedding_dim=4, shard_number=2)
 
 
 def test_on_disk_false_is_what_embedded_qdrant_does_anyway():

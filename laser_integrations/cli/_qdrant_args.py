@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..qdrant import API_KEY_ENV, DEFAULT_COLLECTION, DEFAULT_PATH
+from ..qdrant import API_KEY_ENV, DEFAULT_COLLECTION, DEFAULT_PATH, ENGINES
 
 DEFAULT_MODEL = "Alibaba-NLP/LaSER-Qwen3-0.6B"
 
@@ -28,12 +28,15 @@ def add_allow_pickle_argument(parser: argparse.ArgumentParser | argparse._Argume
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("Qdrant (embedded folder by default, or a server with --url)")
+    group = parser.add_argument_group("Qdrant (an embedded Qdrant Edge folder by default, or a server with --url)")
     where = group.add_mutually_exclusive_group()
     where.add_argument("--path", default=None, help=f"embedded Qdrant folder, no server needed (default: ./{DEFAULT_PATH})")
     where.add_argument("--url", default=None, help="Qdrant server or cluster, e.g. http://localhost:6333 (the scale-out path)")
     group.add_argument("--api-key-env", default=API_KEY_ENV, metavar="VAR", help="environment variable holding the server's API key (default: %(default)s)")
     group.add_argument("--collection", default=DEFAULT_COLLECTION, help="collection name (default: %(default)s)")
+    group.add_argument("--engine", choices=ENGINES, default="auto",
+                       help="auto (default): Qdrant Edge for --path, qdrant-client for --url; client: read or write "
+                       "a folder of qdrant-client's local mode (earlier versions' embedded store)")  # fmt: skip
 
 
 def missing_haystack() -> str | None:
@@ -63,12 +66,20 @@ def store_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """Arguments of ``open_document_store`` from the command line (the API key only as an env-var reference)."""
     from haystack.utils import Secret
 
-    kwargs: dict[str, Any] = {"collection": args.collection}
+    kwargs: dict[str, Any] = {"collection": args.collection, "engine": args.engine}
     if args.url:
         kwargs.update(url=args.url, api_key=Secret.from_env_var(args.api_key_env, strict=False))
     else:
         kwargs["path"] = args.path
     return kwargs
+
+
+def embedded_local_mode(args: argparse.Namespace) -> bool:
+    """Whether the command runs on qdrant-client's local mode (``--engine client`` with a folder): the engine
+    that searches by brute force, past whose size limit it warns."""
+    from ..qdrant import resolve_engine
+
+    return not args.url and resolve_engine(args.engine, path=args.path or DEFAULT_PATH) == "client"
 
 
 def where(args: argparse.Namespace) -> str:

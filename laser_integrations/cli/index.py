@@ -18,6 +18,7 @@ from ..jsonl import read_jsonl
 from ._qdrant_args import (
     add_model_arguments,
     add_store_arguments,
+    embedded_local_mode,
     embedder_kwargs,
     missing_haystack,
     store_kwargs,
@@ -185,6 +186,6 @@ def run(args: argparse.Namespace) -> int:
         f"Indexed {written} new documents ({skipped} already present, {updated} re-embedded because their text "
         f"changed) into collection {args.collection!r} in {where(args)}; it holds {count} documents."
     )
-    if not args.url:
+    if embedded_local_mode(args):  # Qdrant Edge and servers index with HNSW: no size limit to warn about
         warn_large_collection(args.collection, count)
     return 0

@@ -259,6 +259,16 @@ class QdrantEdgeDocumentStore:
             self._shard.update(qe.UpdateOperation.set_payload_by_filter(condition, meta, key="meta"))
         return count
 
+    def get_documents_by_id(self, ids: list[str]) -> list[Document]:
+        """The stored Documents with these ids (unknown ids are left out), as qdrant-haystack's store returns them."""
+        shard = self.open()
+        documents: list[Document] = []
+        for start in range(0, len(ids), self.scroll_size):
+            point_ids = [convert_id(i) for i in ids[start : start + self.scroll_size]]
+            records = shard.retrieve(point_ids, with_payload=True, with_vector=self.return_embedding)
+            documents.extend(_document(record, None) for record in records if record.payload)
+        return documents
+
     def count_documents_by_filter(self, filters: dict[str, Any]) -> int:
         """The number of Documents matching `filters`."""
         qe = edge.require_edge()
