@@ -14,8 +14,11 @@ from laser_integrations.provenance import (
     CONTENT_HASH_FIELD,
     ProvenanceMismatchError,
     ProvenanceWarning,
+    PROVENANCE_FILE,
     check_provenance,
+    content_hash,
     describe_encoder,
+    read_folder_provenance,
     read_provenance,
     weights_fingerprint,
     write_provenance,
@@ -45,15 +48,16 @@ def write_corpus(path, records):
 
 
 def stored(path, collection="docs"):
-    """(record, {id: (text, embedding)}) of an embedded collection, read directly with qdrant-client."""
-    client = open_client(path=path)
+    """(record, {id: (text, embedding)}) of an embedded (Qdrant Edge) collection, read directly from its shard."""
+    from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentStore
+
+    store = QdrantEdgeDocumentStore(path, index=collection, embedding_dim=64, return_embedding=True)
     try:
-        points, _ = client.scroll(collection, limit=100, with_vectors=True)
-        return read_provenance(client, collection), {
-            p.payload["id"]: (p.payload["content"], np.asarray(p.vector)) for p in points
+        return read_folder_provenance(store.folder), {
+            d.id: (d.content, np.asarray(d.embedding)) for d in store.filter_documents()
         }
     finally:
-        client.close()
+        store.close()
 
 
 def test_repro_1_another_model_is_refused_and_nothing_stale_is_returned(
@@ -64,6 +68,8 @@ def test_repro_1_another_model_is_refused_and_nothing_stale_is_returned(
     assert main(["index", str(corpus), "--model", a, "--path", q, "--collection", "docs"]) == 0
     record, before = stored(q)
     assert record["checkpoint"] == a and record["dimension"] == 64 and record["num_thinking_steps"] == 3
+    # Kept beside the Edge shard, written by a rename (no temporary file left behind).
+    assert sorted(p.name for p in (tmp_path / "q" / "docs").glob("laser_provenance*")) == [PROVENANCE_FILE]
     capsys.readouterr()
 
     # Writer with model B: refused, names --recreate, and the collection is exactly as it was.
@@ -191,32 +197,34 @@ def test_llama_index_store_records_checks_and_reads_only(symmetric_encoder_dir, 
     store = open_vector_store(path=path, collection="notes", embed_model=a)  # creates the collection, records a
     node = TextNode(text=CORPUS[0]["text"], id_="a8c6b5c2-1b1e-4b8e-9f7a-3f4f6c9d2e11")
     VectorStoreIndex([node], storage_context=StorageContext.from_defaults(vector_store=store), embed_model=a)
-    assert read_provenance(store.client, "notes")["layout"] == "llama_index"
-    store.client.close()
+    assert read_folder_provenance(store.folder)["layout"] == "llama_index"
+    store.close()
     with pytest.raises(ProvenanceMismatchError, match="weights fingerprint"):
         open_vector_store(path=path, collection="notes", embed_model=b)
-    open_client(path=path).close()  # the refused opener released the folder
+    open_vector_store(path=path, collection="notes", embedding_dim=64).close()  # the refused opener released it
     with pytest.warns(ProvenanceWarning, match="searching anyway"):
         store = open_vector_store(path=path, collection="notes", embed_model=b, read_only=True, allow_model_mismatch=True)
-    store.client.close()
+    store.close()
     store = open_vector_store(path=path, collection="notes", embed_model=a, read_only=True)
     hits = VectorStoreIndex.from_vector_store(store, embed_model=a).as_retriever(similarity_top_k=1).retrieve(node.text)
     assert hits[0].node.node_id == node.node_id and hits[0].score == pytest.approx(1.0, abs=1e-3)
-    store.client.close()
+    store.close()
+    assert read_folder_provenance(path / "notes")["checkpoint"] == str(symmetric_encoder_dir)  # readers left it
 
 
 def test_content_hash_is_stored_with_each_document(symmetric_encoder_dir, tmp_path):
     common = ["--model", str(symmetric_encoder_dir), "--path", str(tmp_path / "q"), "--collection", "docs"]
     assert main(["index", str(write_corpus(tmp_path / "c.jsonl", CORPUS[:1])), *common]) == 0
-    client = open_client(path=tmp_path / "q")
+    store = open_document_store(path=tmp_path / "q", collection="docs", embedding_dim=64)
     try:
-        (point,), _ = client.scroll("docs", limit=1)
+        (document,) = store.filter_documents()
     finally:
-        client.close()
-    assert len(point.payload["meta"][CONTENT_HASH_FIELD]) == 64
+        store.close()
+    assert document.meta[CONTENT_HASH_FIELD] == content_hash("", CORPUS[0]["text"])  # no title: "" and the text
 
 
-def test_retriever_refuses_another_model_and_round_trips_the_opt_in(symmetric_encoder_dir, model_b):
+@pytest.mark.parametrize("where", ["memory", "edge"])
+def test_retriever_refuses_another_model_and_round_trips_the_opt_in(symmetric_encoder_dir, model_b, tmp_path, where):
     from haystack import Document
     from haystack.utils import ComponentDevice
 
@@ -225,7 +233,8 @@ def test_retriever_refuses_another_model_and_round_trips_the_opt_in(symmetric_en
 
     cpu = ComponentDevice.from_str("cpu")
     embedder = LaSERDocumentEmbedder(model=str(symmetric_encoder_dir), device=cpu, progress_bar=False)
-    store = open_document_store(location=":memory:", collection="r", embedding_dim=64, provenance=provenance_of(embedder))
+    at = {"location": ":memory:"} if where == "memory" else {"path": tmp_path / "q"}  # qdrant-client / Qdrant Edge
+    store = open_document_store(**at, collection="r", embedding_dim=64, provenance=provenance_of(embedder))
     store.write_documents(embedder.run([Document(id="p", content=CORPUS[0]["text"])])["documents"])
     retriever = LaSERRetriever(document_store=store, model=str(model_b), device=cpu)
     with pytest.raises(ProvenanceMismatchError, match="weights fingerprint"):
@@ -242,7 +251,8 @@ def test_retriever_refuses_another_model_and_round_trips_the_opt_in(symmetric_en
 
 def test_hybrid_search_refuses_another_model_too(symmetric_encoder_dir, model_b, tmp_path, capsys):
     corpus = str(write_corpus(tmp_path / "c.jsonl", CORPUS))
-    where = ["--path", str(tmp_path / "q"), "--collection", "docs"]
+    # hybrid search runs on qdrant-client (local mode here), not on Edge yet
+    where = ["--path", str(tmp_path / "q"), "--collection", "docs", "--engine", "client"]
     assert main(["index", corpus, "--model", str(symmetric_encoder_dir), *where, "--hybrid", "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["search", "kraft", "--model", str(model_b), *where, "--hybrid"]) == 2
