@@ -1,4 +1,5 @@
-"""`laser index` and `laser search` end to end on a small JSONL corpus, including resumed runs."""
+"""`laser index` and `laser search` end to end on a small JSONL corpus (a Qdrant Edge folder, the default),
+including resumed runs: after an exception, after SIGKILL, and read by another process."""
 
 from __future__ import annotations
 
@@ -84,6 +85,53 @@ def test_a_killed_run_keeps_its_chunks_and_the_next_run_finishes(common, tmp_pat
     assert main(["index", str(corpus), *common, "--chunk-size", "2"]) == 0
     assert "Indexed 3 new documents (2 already present, 0 re-embedded" in capsys.readouterr().out
     assert len(stored_ids(tmp_path)) == 5
+
+
+# Loaded into the `laser index` subprocess through PYTHONPATH: SIGKILL at the Edge store's second write (of 3).
+KILL_AT_SECOND_WRITE = """
+import os, signal
+from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentStore
+real, calls = QdrantEdgeDocumentStore.write_documents, []
+def write_documents(self, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, *args, **kwargs)
+QdrantEdgeDocumentStore.write_documents = write_documents
+"""
+
+READ_IN_ANOTHER_PROCESS = """
+import json, sys
+from laser_integrations.qdrant import open_document_store
+store = open_document_store(path=sys.argv[1], collection="docs", embedding_dim=64, read_only=True)
+print(json.dumps(sorted(d.id for d in store.filter_documents())))
+store.close()
+"""
+
+
+def test_sigkilled_index_into_edge_resumes_without_duplicates_and_another_process_reads_it(common, tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", CORPUS)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(KILL_AT_SECOND_WRITE, encoding="utf-8")
+    args = ["index", str(corpus), *common, "--chunk-size", "2", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": f"{hooks}{os.pathsep}{repo}"}
+    killed = subprocess.run([sys.executable, "-m", "laser_integrations.cli.main", *args], env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert stored_ids(tmp_path) == ["kraft", "primes"]  # the first chunk survived the kill (Edge's WAL), the lock died
+    assert main(args) == 0  # the same command again
+    assert "Indexed 3 new documents (2 already present, 0 re-embedded" in capsys.readouterr().out
+    reader = subprocess.run([sys.executable, "-c", READ_IN_ANOTHER_PROCESS, str(tmp_path / "qdrant")],
+                            env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert reader.returncode == 0, reader.stderr[-2000:]
+    assert json.loads(reader.stdout) == sorted(r["_id"] for r in CORPUS)  # each document once, none missing
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""`laser index --processes 2`: sharded workers feeding one embedded writer, killed with SIGKILL and resumed."""
+"""`laser index --processes 2`: sharded workers feeding one embedded writer (a Qdrant Edge folder, the default),
+killed with SIGKILL and resumed."""
 
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def corpus(tmp_path) -> tuple[Path, list[dict]]:
 
 
 def stored(tmp_path) -> dict[str, list[float]]:
-    store = open_document_store(path=tmp_path / "qdrant", collection="docs", embedding_dim=64)
+    store = open_document_store(path=tmp_path / "qdrant", collection="docs", embedding_dim=64, return_embedding=True)
     try:
         return {d.id: d.embedding for d in store.filter_documents()}
     finally:
