@@ -1,4 +1,4 @@
-"""Exact top-k search over embeddings: in memory (numpy) or through Qdrant, with the same results.
+"""Exact top-k search over embeddings: in memory (numpy) or through the store layer's Qdrant, with the same results.
 
 Both backends return, for each query, its top ``top_k`` documents by dot product (cosine for the normalised
 embeddings every model here produces), best first, as ``{document id: score}`` in rank order.
@@ -6,6 +6,7 @@ embeddings every model here produces), best first, as ``{document id: score}`` i
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -52,46 +53,36 @@ def search_memory(
 def search_qdrant(
     queries: np.ndarray, documents: np.ndarray, doc_ids: Sequence[str], top_k: int, *, batch_size: int = 256
 ) -> list[dict[str, float]]:
-    """Exact search through the project's Qdrant opener (an in-memory collection, ``SearchParams(exact=True)``).
+    """Exact search through the project's store layer: a Qdrant Edge shard (the embedded default of
+    :func:`~laser_integrations.qdrant.open_document_store`) in a temporary folder, searched with
+    ``search_params={"exact": True}`` by Qdrant's own engine.
 
     The collection uses the dot product, so scores equal :func:`search_memory`'s on the same vectors.
     """
-    from qdrant_client import models
+    from haystack import Document
 
-    from ..qdrant import open_client
+    from ..qdrant import open_document_store
 
     queries, documents = np.asarray(queries, dtype=np.float32), np.asarray(documents, dtype=np.float32)
     _check_inputs(queries, documents, doc_ids, top_k)
-    client = open_client(location=":memory:")
-    collection = f"laser-eval-{uuid.uuid4().hex[:8]}"
-    try:
-        client.create_collection(
-            collection, vectors_config=models.VectorParams(size=documents.shape[1], distance=models.Distance.DOT)
-        )
-        # Point ids are row numbers; the string ids stay here, so any id format works.
-        client.upload_points(
-            collection,
-            (models.PointStruct(id=i, vector=vec.tolist()) for i, vec in enumerate(documents)),
-            batch_size=batch_size,
-        )
-        params = models.SearchParams(exact=True)
-        k = min(top_k, len(doc_ids))
-        results: list[dict[str, float]] = []
-        for start in range(0, len(queries), batch_size):
-            requests = [
-                models.QueryRequest(query=q.tolist(), limit=k, params=params)
-                for q in queries[start : start + batch_size]
-            ]
-            with warnings.catch_warnings():
-                # Embedded Qdrant is always exact and says so on every call; exact=True matters for servers.
-                warnings.filterwarnings("ignore", message="Local mode performs exact", category=UserWarning)
-                responses = client.query_batch_points(collection, requests)
-            for response in responses:
-                ranked = sorted(response.points, key=lambda p: (-p.score, int(p.id)))  # same tie order as memory
-                results.append({doc_ids[int(p.id)]: float(p.score) for p in ranked})
-        return results
-    finally:
-        client.close()
+    k = min(top_k, len(doc_ids))
+    with tempfile.TemporaryDirectory(prefix="laser-eval-") as folder:
+        store = open_document_store(path=folder, collection="eval", embedding_dim=documents.shape[1],
+                                    similarity="dot_product", search_params={"exact": True},
+                                    optimize_after_write=False, write_batch_size=batch_size)  # fmt: skip
+        try:
+            # Document ids are row numbers; the string ids stay here, so any id format works.
+            for start in range(0, len(documents), batch_size):
+                rows = documents[start : start + batch_size]
+                store.write_documents([Document(id=str(start + i), embedding=vec.tolist()) for i, vec in enumerate(rows)])
+            results: list[dict[str, float]] = []
+            for query in queries:
+                hits = store.query_by_embedding(query.tolist(), top_k=k)
+                ranked = sorted(hits, key=lambda d: (-d.score, int(d.id)))  # the same tie order as search_memory
+                results.append({doc_ids[int(d.id)]: float(d.score) for d in ranked})
+            return results
+        finally:
+            store.close()
 
 
 def exact_search(
@@ -109,7 +100,7 @@ def exact_search(
         documents: ``(n_documents, dim)`` embeddings.
         doc_ids: one id per document row.
         top_k: documents to return per query (fewer when the corpus is smaller).
-        backend: ``"memory"`` (numpy) or ``"qdrant"`` (an exact search in an in-memory Qdrant collection).
+        backend: ``"memory"`` (numpy) or ``"qdrant"`` (an exact search by Qdrant Edge, :func:`search_qdrant`).
     """
     if backend == "memory":
         return search_memory(queries, documents, doc_ids, top_k)
@@ -132,11 +123,11 @@ def search_hybrid(
     """Hybrid search through Qdrant, as ``laser search --hybrid`` does: each query's dense embedding and its BM25
     sparse vector (``laser_integrations.sparse``, ``avg_doc_length`` fitted on ``doc_texts``) in one in-memory
     collection, each search ``top_k`` deep, fused by RRF (``laser_integrations.hybrid``). Scores are RRF scores."""
-    from qdrant_client import models
+    from haystack import Document
 
-    from ..hybrid import DENSE_VECTOR_NAME, SPARSE_VECTOR_NAME, hybrid_request
-    from ..qdrant import open_client
-    from ..sparse import BM25SparseEncoder, sparse_vector_params
+    from ..hybrid import hybrid_request
+    from ..qdrant import open_document_store
+    from ..sparse import BM25SparseEncoder
 
     queries, documents = np.asarray(queries, dtype=np.float32), np.asarray(documents, dtype=np.float32)
     _check_inputs(queries, documents, doc_ids, top_k)
@@ -144,35 +135,32 @@ def search_hybrid(
         msg = "search_hybrid needs one text per query and per document embedding."
         raise ValueError(msg)
     sparse = BM25SparseEncoder.fit(doc_texts)
-    client = open_client(location=":memory:")
-    collection = f"laser-eval-hybrid-{uuid.uuid4().hex[:8]}"
+    # The store layer's hybrid collection (dense + sparse BM25 with Qdrant's IDF), in memory: qdrant-client's local
+    # mode, as `laser search --hybrid` searches it (hybrid search on Qdrant Edge is not available yet).
+    store = open_document_store(location=":memory:", collection=f"laser-eval-hybrid-{uuid.uuid4().hex[:8]}",
+                                embedding_dim=documents.shape[1], similarity="dot_product", hybrid=True,
+                                progress_bar=False, write_batch_size=batch_size)  # fmt: skip
     try:
-        client.create_collection(
-            collection,
-            vectors_config={DENSE_VECTOR_NAME: models.VectorParams(size=documents.shape[1], distance=models.Distance.DOT)},
-            sparse_vectors_config={SPARSE_VECTOR_NAME: sparse_vector_params()},
-        )
-        client.upload_points(
-            collection,
-            (
-                models.PointStruct(id=i, vector={DENSE_VECTOR_NAME: vec.tolist(), SPARSE_VECTOR_NAME: terms.to_qdrant()})
-                for i, (vec, terms) in enumerate(zip(documents, sparse.encode_documents(doc_texts)))
-            ),
-            batch_size=batch_size,
-        )
+        store.write_documents([
+            Document(id=str(i), embedding=vec.tolist(), sparse_embedding=terms.to_haystack(), meta={"row": i})
+            for i, (vec, terms) in enumerate(zip(documents, sparse.encode_documents(doc_texts)))
+        ])  # fmt: skip
+        store._initialize_client()  # noqa: SLF001 - as LaSERHybridRetriever queries it: one fused request
+        client, collection = store._client, store.index  # noqa: SLF001
         k = min(top_k, len(doc_ids))
         query_sparse = sparse.encode_queries(query_texts)
         results: list[dict[str, float]] = []
         for start in range(0, len(queries), batch_size):
             requests = [
-                hybrid_request(q, s, limit=k, prefetch_limit=k, with_payload=False)
+                hybrid_request(q, s, limit=k, prefetch_limit=k, with_payload=["meta"])
                 for q, s in zip(queries[start : start + batch_size], query_sparse[start : start + batch_size])
             ]
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Local mode performs exact", category=UserWarning)
                 responses = client.query_batch_points(collection, requests)
             for response in responses:
-                results.append({doc_ids[int(p.id)]: float(p.score) for p in response.points})
+                # Point ids are uuid5 of Document.id (qdrant-haystack's); the row number is in the payload.
+                results.append({doc_ids[p.payload["meta"]["row"]]: float(p.score) for p in response.points})
         return results
     finally:
-        client.close()
+        store.close()
