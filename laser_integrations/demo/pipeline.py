@@ -2,8 +2,8 @@
 
 Both are plain compositions of the project's components, exactly what a user would build:
 
-    indexing:  LaSERDocumentEmbedder -> DocumentWriter(QdrantDocumentStore, OVERWRITE)
-    querying:  LaSERTextEmbedder     -> QdrantEmbeddingRetriever
+    indexing:  LaSERDocumentEmbedder -> DocumentWriter(QdrantEdgeDocumentStore, OVERWRITE)
+    querying:  LaSERTextEmbedder     -> QdrantEdgeEmbeddingRetriever (QdrantEmbeddingRetriever on qdrant-client)
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ if TYPE_CHECKING:
     from haystack import Document, Pipeline
     from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
 
+    from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentStore
 
-def indexing_pipeline(model: str, store: QdrantDocumentStore, *, batch_size: int = 16) -> Pipeline:
+
+def indexing_pipeline(model: str, store: QdrantDocumentStore | QdrantEdgeDocumentStore, *, batch_size: int = 16) -> Pipeline:
     """``LaSERDocumentEmbedder`` (with a progress bar) into a ``DocumentWriter`` that upserts into ``store``."""
     from haystack import Pipeline
     from haystack.components.writers import DocumentWriter
@@ -34,17 +36,30 @@ def indexing_pipeline(model: str, store: QdrantDocumentStore, *, batch_size: int
     return pipeline
 
 
-def query_pipeline(model: str, store: QdrantDocumentStore, *, top_k: int = 10) -> Pipeline:
-    """``LaSERTextEmbedder`` into a ``QdrantEmbeddingRetriever`` over ``store``."""
-    from haystack import Pipeline
+def embedding_retriever(store: QdrantDocumentStore | QdrantEdgeDocumentStore, *, top_k: int = 10) -> Any:
+    """The embedding retriever of ``store``'s engine: ``QdrantEdgeEmbeddingRetriever`` for a Qdrant Edge store (the
+    embedded default), qdrant-haystack's ``QdrantEmbeddingRetriever`` for a ``QdrantDocumentStore``."""
+    from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentStore
+
+    if isinstance(store, QdrantEdgeDocumentStore):
+        from haystack_integrations.components.retrievers.laser_edge import QdrantEdgeEmbeddingRetriever
+
+        return QdrantEdgeEmbeddingRetriever(document_store=store, top_k=top_k)
     from haystack_integrations.components.retrievers.qdrant import QdrantEmbeddingRetriever
+
+    return QdrantEmbeddingRetriever(document_store=store, top_k=top_k)
+
+
+def query_pipeline(model: str, store: QdrantDocumentStore | QdrantEdgeDocumentStore, *, top_k: int = 10) -> Pipeline:
+    """``LaSERTextEmbedder`` into the embedding retriever of ``store`` (:func:`embedding_retriever`)."""
+    from haystack import Pipeline
 
     from haystack_integrations.components.embedders.laser import LaSERTextEmbedder
 
     pipeline = Pipeline()
     # One query at a time: a bar per query would only be noise, the caller shows one over all questions.
     pipeline.add_component("embedder", LaSERTextEmbedder(model=model, progress_bar=False))
-    pipeline.add_component("retriever", QdrantEmbeddingRetriever(document_store=store, top_k=top_k))
+    pipeline.add_component("retriever", embedding_retriever(store, top_k=top_k))
     pipeline.connect("embedder.embedding", "retriever.query_embedding")
     return pipeline
 

@@ -19,7 +19,7 @@ Workdir layout::
     backbones/<name>/      an offline GGUF backbone converted once to a plain LaSER folder (loads in ~2 s)
     checkpoint/            the shipped adapter, naming that folder as its base (see place_shipped)
     train-<backbone>/      the trainer's output_dir (--train): checkpoints/, metrics.jsonl, loss_curve.png, final/
-    qdrant/<slot>/         embedded Qdrant, one folder per model (slot "laser" or "backbone")
+    qdrant/<slot>/         embedded Qdrant (a Qdrant Edge folder), one per model (slot "laser" or "backbone")
     qdrant/<slot>.json     what that folder holds (model, corpus fingerprint, count): the reuse check
     results.json           scores, shown hits and stage timings of the last run
 """
@@ -319,17 +319,25 @@ def open_index(slot: str, label: str, model: str, corpus: dict[str, str], workdi
     from ..qdrant import open_document_store
     from .pipeline import corpus_documents, indexing_pipeline
 
+    from .. import edge
+
     started = time.perf_counter()
     folder = workdir / "qdrant" / slot
     manifest_path = workdir / "qdrant" / f"{slot}.json"
-    manifest = {"model": model_fingerprint(model), "corpus": corpus_fingerprint(corpus), "documents": len(corpus)}
+    manifest = {"model": model_fingerprint(model), "corpus": corpus_fingerprint(corpus), "documents": len(corpus),
+                "engine": "edge"}  # fmt: skip
+    if edge.is_local_mode_folder(folder):
+        # The demo's own cache, left by a version whose embedded store was qdrant-client's local mode: rebuilt.
+        say(f"  replacing {folder}, written by qdrant-client's local mode (an earlier version), with a Qdrant Edge folder")
+        shutil.rmtree(folder)
     # Load the encoder first: the store needs its dimension (and the query pipeline shares it).
     probe = LaSERDocumentEmbedder(model=model, progress_bar=False)
     probe.warm_up()
     dimension = probe.encoder.dimension  # type: ignore[union-attr]
     reuse = read_json(manifest_path) == manifest
+    # Exact search, as the figures in the README were measured (HNSW would make them approximate).
     store = open_document_store(path=folder, collection=COLLECTION, embedding_dim=dimension, recreate=not reuse,
-                                progress_bar=False)  # fmt: skip
+                                search_params={"exact": True})  # fmt: skip
     indexed = IndexedModel(slot, label, model, store)
     if reuse and store.count_documents() == len(corpus):
         say(f"  reusing the Qdrant collection of {label} in {folder} ({len(corpus)} passages)")
