@@ -211,7 +211,7 @@ def test_dimension_and_folder_checks(tmp_path):
     assert (tmp_path / "other" / "meta.json").exists()
     local = tmp_path / "local"
     QdrantClient(path=str(local)).close()  # a folder of qdrant-client's local mode (today's embedded store)
-    with pytest.raises(FileExistsError, match="written by qdrant-client's local mode.*refusing to put an Edge shard"):
+    with pytest.raises(FileExistsError, match="written by qdrant-client's local mode.*laser migrate --from-path"):
         QdrantEdgeDocumentStore(path=local, embedding_dim=DIM).open()
     assert not (local / "Document").exists()
     recreated = QdrantEdgeDocumentStore(path=tmp_path, index="docs", embedding_dim=16, recreate_index=True)
@@ -312,14 +312,16 @@ def test_open_document_store_engine_edge(tmp_path):
     assert store._shard is not None  # opened by the opener, so a lock or a size mismatch fails there
     store.write_documents(_docs(3))
     store.close()
-    with pytest.raises(CollectionDimensionError, match="size 8, but 16 dimensions"):
+    with pytest.raises(CollectionDimensionError, match="size 8, but the encoder embeds into 16 dimensions"):
         open_document_store(engine="edge", path=tmp_path, collection="docs", embedding_dim=16)
     recreated = open_document_store(engine="edge", path=tmp_path, collection="docs", embedding_dim=16, recreate=True)
     assert recreated.count_documents() == 0
     recreated.close()
-    with pytest.raises(ValueError, match=r"engine='edge'\) opens an embedded Qdrant Edge folder.*take hybrid, url"):
+    with pytest.raises(ValueError, match=r"engine='edge'\) opens an embedded Qdrant Edge folder.*take url"):
         open_document_store(engine="edge", url="http://localhost:6333", hybrid=True, embedding_dim=DIM)
-    with pytest.raises(ValueError, match=r"engine must be one of \['client', 'edge'\], got 'server'"):
+    with pytest.raises(ValueError, match=r"hybrid search \(BM25 sparse vectors\) is not available on Qdrant Edge"):
+        open_document_store(engine="edge", path=tmp_path, hybrid=True, embedding_dim=DIM)
+    with pytest.raises(ValueError, match=r"engine must be one of \['auto', 'client', 'edge'\], got 'server'"):
         open_document_store(engine="server", location=":memory:", embedding_dim=DIM)
 
 

@@ -10,8 +10,8 @@ from haystack import Document, Pipeline
 from haystack.components.writers import DocumentWriter
 from haystack.document_stores.types import DuplicatePolicy
 from haystack.utils import ComponentDevice
-from haystack_integrations.components.retrievers.qdrant import QdrantEmbeddingRetriever
 
+from haystack_integrations.components.retrievers.laser_edge import QdrantEdgeEmbeddingRetriever
 from laser_integrations.haystack import LaSERDocumentEmbedder, LaSERTextEmbedder
 from laser_integrations.qdrant import open_document_store
 
@@ -99,7 +99,7 @@ def test_indexing_and_query_pipelines_find_each_document_by_its_text(symmetric_e
 
     query = Pipeline()
     query.add_component("embedder", LaSERTextEmbedder(model=str(symmetric_encoder_dir), progress_bar=False))
-    query.add_component("retriever", QdrantEmbeddingRetriever(store, top_k=3))
+    query.add_component("retriever", QdrantEdgeEmbeddingRetriever(store, top_k=3))  # the Edge default's retriever
     query.connect("embedder.embedding", "retriever.query_embedding")
     for text in TEXTS:
         hits = query.run({"embedder": {"text": text}})["retriever"]["documents"]

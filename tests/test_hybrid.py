@@ -141,13 +141,14 @@ def test_hybrid_retriever_round_trips_and_loads_in_a_pipeline(hybrid_store, symm
 
 
 def test_hybrid_needs_a_sparse_collection(symmetric_encoder_dir, tmp_path):
-    dense_only = open_document_store(path=tmp_path / "q", collection="c", embedding_dim=64)
+    # Hybrid collections are qdrant-client's (hybrid search on Qdrant Edge is not available yet).
+    dense_only = open_document_store(path=tmp_path / "q", collection="c", embedding_dim=64, engine="client")
     with pytest.raises(ValueError, match=r"use_sparse_embeddings=False.*hybrid=True"):
         LaSERHybridRetriever(document_store=dense_only, model=str(symmetric_encoder_dir))
     dense_only.write_documents([Document(id="a", content="x", embedding=[0.1] * 64)])
     dense_only.close()
     with pytest.raises(CollectionLayoutError, match=r"'c' .* without sparse BM25 vectors.*--recreate"):
-        open_document_store(path=tmp_path / "q", collection="c", embedding_dim=64, hybrid=True)
+        open_document_store(path=tmp_path / "q", collection="c", embedding_dim=64, hybrid=True, engine="client")
     with pytest.raises(TypeError, match="use its parameter hybrid= instead"):
         open_document_store(location=":memory:", embedding_dim=64, use_sparse_embeddings=True)
 
