@@ -213,6 +213,18 @@ def _edge_shards(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if (p / CONFIG_FILE).is_file())
 
 
+def _refuse_edge_folder(folder: Path) -> None:
+    """qdrant-client's local mode must not open a folder of Edge shards: it would write its meta.json beside them,
+    and the Edge default would then refuse the whole folder."""
+    if shards := _edge_shards(folder):
+        msg = (
+            f"{str(folder)!r} holds Qdrant Edge collections ({shards}); qdrant-client's local mode "
+            "(engine='client', --engine client) cannot read them and must not write beside them. Open it with the "
+            "default engine (engine='auto' or 'edge'), or give local mode another folder."
+        )
+        raise FileExistsError(msg)
+
+
 def resolve_engine(
     engine: str = "auto", *, path: str | Path | None = None, location: str | None = None, url: str | None = None,
     client: Any = None,
@@ -322,6 +334,8 @@ def open_client(
 
     params, _ = _connection(path, location, url)
     key = _resolve_api_key(api_key, url)
+    if "path" in params:
+        _refuse_edge_folder(Path(params["path"]))
     try:
         return QdrantClient(**params, **({"api_key": key} if key else {}), **client_kwargs)
     except RuntimeError as e:
@@ -585,6 +599,8 @@ def open_document_store(
         )
         if value is not None
     }
+    if "path" in params:
+        _refuse_edge_folder(Path(params["path"]))
     if read_only:
         if recreate:
             msg = "read_only=True cannot recreate the collection; open it for writing to rebuild it."

@@ -49,6 +49,9 @@ def test_auto_engine_is_edge_for_folders_and_qdrant_client_for_servers_and_memor
     vectors = open_vector_store(path=tmp_path / "e", collection="notes", embedding_dim=4)
     assert isinstance(vectors, QdrantEdgeVectorStore) and (tmp_path / "e" / "notes" / "edge_config.json").is_file()
     vectors.close()
+    with pytest.raises(FileExistsError, match=r"holds Qdrant Edge collections \(\['notes'\]\); qdrant-client's local mode"):
+        open_document_store(path=tmp_path / "e", embedding_dim=4, engine="client")  # never meta.json beside shards
+    assert not (tmp_path / "e" / "meta.json").exists()
     # engine="client" keeps qdrant-client's local mode for a folder, on purpose.
     local = open_document_store(path=tmp_path / "c", embedding_dim=4, engine="client")
     assert isinstance(local, QdrantDocumentStore) and (tmp_path / "c" / "meta.json").is_file()
