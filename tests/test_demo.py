@@ -22,6 +22,7 @@ from laser_integrations.demo.run import (
     SHIPPED_CHECKPOINT,
     DemoOptions,
     choose_model,
+    open_index,
     remove_built,
     slug,
     training_values,
@@ -291,3 +292,19 @@ def test_missing_data_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "laser demo: error" in err and "nowhere" in err
     assert not os.path.exists(tmp_path / "w" / "results.json")
+
+
+def test_a_local_mode_slot_left_by_an_earlier_version_is_rebuilt_on_edge(encoder_dir, tmp_path):
+    from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentStore
+    from laser_integrations.qdrant import open_document_store
+
+    folder = tmp_path / "qdrant" / "laser"
+    open_document_store(path=folder, collection="demo", embedding_dim=4, engine="client").close()  # local mode
+    corpus = {"p1": "angular momentum is conserved", "p2": "entropy never decreases"}
+    indexed = open_index("laser", "tiny", str(encoder_dir), corpus, tmp_path)
+    try:
+        assert isinstance(indexed.store, QdrantEdgeDocumentStore) and not indexed.reused
+        assert sorted(d.id for d in indexed.store.filter_documents()) == ["p1", "p2"]
+        assert not (folder / "meta.json").exists()  # the demo's own cache, replaced, not written beside
+    finally:
+        indexed.store.close()

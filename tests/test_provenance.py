@@ -19,7 +19,6 @@ from laser_integrations.provenance import (
     content_hash,
     describe_encoder,
     read_folder_provenance,
-    read_provenance,
     weights_fingerprint,
     write_provenance,
 )
