@@ -5,6 +5,8 @@
 #                                                 reasoned-RUN: RUN with generated rationales for every question
 #                                                 hardneg-RUN: RUN with one BM25-mined hard negative per question
 #                                                 hardneg-reasoned-RUN: both
+#                                                 llm-RUN: RUN with the set's LLM-written rationale of every question
+#                                                 (reasoning-llm.jsonl); hardneg-llm-RUN: both, e.g. hardneg-llm-inprompt_lr5e4-s43
 #   python training/study_table.py                the Markdown tables of training/RESULTS.md
 #
 # Every run trains with training/cpu_smollm2_theoremqa.yaml plus the overrides below, then scores its final
@@ -137,10 +139,12 @@ for run in "$@"; do
   [ -n "${KSWEEP:-}" ] && ks="1 2 3 4 5 6"  # KSWEEP=1: the inference-scaling curve (K = 1..6 at test time)
   echo "$(date -u +%FT%TZ) eval $run"
   t0=$(date +%s)
-  modes="query"
-  [ -n "${REASONING:-}" ] && modes="query reasoning"  # REASONING=1: also the rationale as the query
+  modes="query"; eval_data=$DATA
+  # REASONING=1: also the rationale as the query: the LLM-written rationale of every dev question
+  # (reasoning-llm.jsonl; rows before 2026-12-04 used the set's reasoning.jsonl, 34 of 149 dev questions)
+  if [ -n "${REASONING:-}" ]; then modes="query reasoning"; eval_data=$(llm_data); fi
   # shellcheck disable=SC2086
-  laser eval --model "$model" --data "$DATA" --split dev --no-progress --output "$dir/eval.json" \
+  laser eval --model "$model" --data "$eval_data" --split dev --no-progress --output "$dir/eval.json" \
     --query-mode $modes ${ks:+--num-thinking-steps $ks}
   eval_s=$(seconds_since "$t0")
   echo "{\"train_seconds\": ${train_s:-0}, \"train_peak_rss_mb\": ${peak_mb:-0}, \"eval_seconds\": $eval_s}" > "$dir/wall.json"
