@@ -147,6 +147,37 @@ def test_k_sweep_embeds_in_one_pass_with_the_same_numbers(encoder: LaSEREncoder,
         assert r.metrics == pytest.approx(alone.metrics, abs=1e-6)
 
 
+def test_long_budgets_batch_by_tokens_with_the_same_numbers(encoder: LaSEREncoder, beir_dir: Path, monkeypatch):
+    import laser_integrations.evaluation.run as run
+    from laser_integrations.latent import unwrap_causal_lm
+
+    ds = load_beir(beir_dir, "test")
+    plain = evaluate(["m"], [ds], batch_size=4, max_length=4096, max_tokens_per_batch=10**6, loaded={"m": encoder})
+    monkeypatch.setattr(run, "LONG_INPUT_TOKENS", 60)  # the test's texts are short: "long" is over 60 tokens
+    prefills: list[tuple[int, int]] = []
+    decoder = unwrap_causal_lm(encoder.model).get_decoder()
+
+    def record(module, args, kwargs):
+        rows, length = kwargs["inputs_embeds"].shape[:2]
+        if length > 1:  # the prefill; latent steps add one position each
+            prefills.append((rows, length))
+
+    hook = decoder.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        budgeted = evaluate(["m"], [ds], batch_size=4, max_length=4096, loaded={"m": encoder})
+        batches_of_long = list(prefills)
+        prefills.clear()
+        monkeypatch.setattr(run, "LONG_INPUT_TOKENS", 100)
+        evaluate(["m"], [ds], batch_size=4, max_length=100, loaded={"m": encoder})  # not above 100: plain batches
+    finally:
+        hook.remove()
+    assert budgeted[0].metrics == pytest.approx(plain[0].metrics, abs=1e-6)
+    k = encoder.config.num_thinking_steps
+    assert all(rows == 1 or rows * (length + k - 1) <= 4 * 60 for rows, length in batches_of_long)
+    assert max(rows for rows, length in batches_of_long if length > 60) < 4  # long queries: fewer a pass
+    assert max(rows for rows, _ in prefills) == 4  # short budgets keep batch_size texts a pass
+
+
 def test_memory_and_qdrant_give_the_same_numbers(symmetric_encoder_dir: Path, beir_dir: Path):
     model = LaSEREncoder.from_pretrained(symmetric_encoder_dir, device="cpu")
     ds = load_beir(beir_dir, "test")

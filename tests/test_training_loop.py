@@ -437,3 +437,54 @@ def test_trainers_with_different_precision_in_one_process(tiny_dir, toy_data, tm
 def test_shipped_recipes_are_valid_configs(recipe):
     config = build_config(load_yaml(recipe), str(recipe))
     assert config.train.output_dir and config.data.train_data
+
+
+def _saved_bytes_and_grads(trainer: LaSERTrainer, indices: list[int]) -> tuple[dict[str, float], int, dict]:
+    """Loss terms, the bytes autograd keeps from the forward pass, and the gradients, for one batch."""
+    batch = trainer.collator(indices, epoch=0, device=torch.device("cpu"))
+    saved = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal saved
+        saved += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = trainer.dual(batch)
+    out["loss"].backward()
+    terms = {t: float(out[t].detach()) for t in ("loss", "cl_latent", "cl_explicit", "kl_out", "kl_mid")}
+    grads = {n: p.grad.clone() for n, p in trainer.backbone.named_parameters() if p.requires_grad}
+    return terms, saved, grads
+
+
+def test_activation_checkpointing_by_view_gives_the_same_loss_and_gradients_and_keeps_less(
+    tiny_dir, toy_data, tmp_path
+):
+    runs = {}
+    # 40 tokens: one or two rows a chunk, so every view runs in several chunks; 10^6: one chunk, the same arithmetic
+    for tokens in (0, 40, 10**6):
+        trainer = LaSERTrainer(config(tiny_dir, toy_data, tmp_path / f"out{tokens}", lora_dropout=0.0,
+                                      activation_checkpoint_tokens=tokens, missing_reasoning="use_query"))  # fmt: skip
+        trainer.setup()
+        torch.manual_seed(0)
+        with torch.no_grad():  # LoRA starts with B = 0; move off that point so every gradient is non-zero
+            for name, p in trainer.backbone.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(std=0.02)
+        runs[tokens] = _saved_bytes_and_grads(trainer, [0, 1, 2, 3, 4, 5])
+    (terms, saved, grads), (terms_ck, saved_ck, grads_ck) = runs[0], runs[40]
+    assert terms_ck == pytest.approx(terms, rel=1e-5, abs=1e-6)
+    assert grads_ck.keys() == grads.keys()
+    for name, g in grads.items():  # chunks multiply smaller matrices: float32 rounding, not another gradient
+        assert float((grads_ck[name] - g).abs().max()) <= 1e-4 * float(g.abs().max()), name
+    assert saved_ck < saved / 20  # the chunks' activations were not kept for backward
+    terms_one, saved_one, grads_one = runs[10**6]
+    assert terms_one == terms and saved_one < saved / 20
+    assert all(torch.equal(grads_one[name], g) for name, g in grads.items())
+
+
+def test_activation_checkpointing_refuses_a_second_checkpointing_and_negative_budgets(tiny_dir, toy_data, tmp_path):
+    with pytest.raises(ValueError, match="set one: activation_checkpoint_tokens keeps the latent steps' KV cache"):
+        config(tiny_dir, toy_data, tmp_path / "a", activation_checkpoint_tokens=256, gradient_checkpointing=True)
+    with pytest.raises(ValueError, match=r"activation_checkpoint_tokens must be >= 0 \(0 = off\), got -1"):
+        config(tiny_dir, toy_data, tmp_path / "b", activation_checkpoint_tokens=-1)

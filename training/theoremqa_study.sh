@@ -5,6 +5,8 @@
 #                                                 reasoned-RUN: RUN with generated rationales for every question
 #                                                 hardneg-RUN: RUN with one BM25-mined hard negative per question
 #                                                 hardneg-reasoned-RUN: both
+#                                                 llm-RUN: RUN with the set's LLM-written rationale of every question
+#                                                 (reasoning-llm.jsonl); hardneg-llm-RUN: both, e.g. hardneg-llm-inprompt_lr5e4-s43
 #   python training/study_table.py                the Markdown tables of training/RESULTS.md
 #
 # Every run trains with training/cpu_smollm2_theoremqa.yaml plus the overrides below, then scores its final
@@ -66,6 +68,8 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
   echo "--seed $seed"
 }
 seconds_since() { echo $(( $(date +%s) - $1 )); }
+# Peak resident memory in MB from `/usr/bin/time -v`'s report (the trainer's own process).
+peak_rss_mb() { awk -F': ' '/Maximum resident set size/ {printf "%d", $2 / 1024}' "$1"; }
 
 # reasoned-RUN: RUN trained on DATA plus rationales that `laser-train reason` writes, with the offline
 # SmolLM2-135M-Instruct, for the training questions that have none (resumable: it skips those already written).
@@ -78,13 +82,23 @@ reasoned_data() {
   echo "$dir"
 }
 
+# llm-RUN: RUN trained with the LLM-written rationale of every question (reasoning-llm.jsonl of the shared set,
+# written from the question alone) as the training set's reasoning.jsonl: a folder of links to the set's files.
+llm_data() {
+  local dir=$OUT/theoremqa-llm
+  mkdir -p "$dir/qrels"
+  for f in corpus.jsonl queries.jsonl qrels/train.tsv qrels/dev.tsv; do ln -sfn "$(realpath "$DATA/$f")" "$dir/$f"; done
+  ln -sfn "$(realpath "$DATA/reasoning-llm.jsonl")" "$dir/reasoning.jsonl"
+  echo "$dir"
+}
+
 # hardneg-RUN: RUN trained with one hard negative per question (the paper's group of 2 documents), drawn each
 # epoch from the 4 documents BM25 ranks highest after the positive. BM25 mines them, so neither objective's
 # own model picks them; the file keeps the set's rationales.
 # The negatives depend on the questions and corpus only; mined from reasoned data, the file carries its rationales.
 hardneg_data() {  # DATA dir -> mined file
   local file=$OUT/theoremqa-bm25-negatives.jsonl
-  [ "$1" = "$DATA" ] || file=$OUT/theoremqa-reasoned-bm25-negatives.jsonl
+  [ "$1" = "$DATA" ] || file=$OUT/$(basename "$1")-bm25-negatives.jsonl
   [ -f "$file" ] || laser-train mine --data "$1" --split train --model bm25 --output "$file" --num_negatives 4 >&2
   echo "$file"
 }
@@ -98,6 +112,7 @@ for run in "$@"; do
     *)
       train_data=$DATA; name=$run; hardneg=""
       if [[ $name == hardneg-* ]]; then hardneg=1; name=${name#hardneg-}; fi
+      if [[ $name == llm-* ]]; then train_data=$(llm_data); name=${name#llm-}; fi
       if [[ $name == reasoned-* ]]; then
         t0=$(date +%s); train_data=$(reasoned_data); echo "rationales: $(seconds_since "$t0") s"
         name=${name#reasoned-}
@@ -107,26 +122,31 @@ for run in "$@"; do
       if [ -f "$dir/final/laser_config.json" ] && [ -z "${RETRAIN:-}" ]; then
         echo "$run: reusing $dir/final (RETRAIN=1 trains again)"
         model=$dir/final; ks=""; train_s=$(python -c "import json; print(json.load(open('$dir/wall.json'))['train_seconds'])" 2>/dev/null || echo 0)
+        peak_mb=$(python -c "import json; print(json.load(open('$dir/wall.json')).get('train_peak_rss_mb', 0))" 2>/dev/null || echo 0)
       else
       echo "$(date -u +%FT%TZ) train $run: $args"
       t0=$(date +%s)
       # shellcheck disable=SC2086
+      /usr/bin/time -v -o "$dir/train.time" \
       laser-train --config "$RECIPE" --train_data "$train_data" --output_dir "$dir" --overwrite_output_dir true \
         --progress_bar false --negatives_per_query 0 --hard_negatives none $args
       train_s=$(seconds_since "$t0")
-      echo "{\"train_seconds\": $train_s}" > "$dir/wall.json"
+      peak_mb=$(peak_rss_mb "$dir/train.time")
+      echo "{\"train_seconds\": $train_s, \"train_peak_rss_mb\": $peak_mb}" > "$dir/wall.json"
       model=$dir/final; ks=""
       fi ;;
   esac
   [ -n "${KSWEEP:-}" ] && ks="1 2 3 4 5 6"  # KSWEEP=1: the inference-scaling curve (K = 1..6 at test time)
   echo "$(date -u +%FT%TZ) eval $run"
   t0=$(date +%s)
-  modes="query"
-  [ -n "${REASONING:-}" ] && modes="query reasoning"  # REASONING=1: also the rationale as the query
+  modes="query"; eval_data=$DATA
+  # REASONING=1: also the rationale as the query: the LLM-written rationale of every dev question
+  # (reasoning-llm.jsonl; rows before 2026-12-04 used the set's reasoning.jsonl, 34 of 149 dev questions)
+  if [ -n "${REASONING:-}" ]; then modes="query reasoning"; eval_data=$(llm_data); fi
   # shellcheck disable=SC2086
-  laser eval --model "$model" --data "$DATA" --split dev --no-progress --output "$dir/eval.json" \
+  laser eval --model "$model" --data "$eval_data" --split dev --no-progress --output "$dir/eval.json" \
     --query-mode $modes ${ks:+--num-thinking-steps $ks}
   eval_s=$(seconds_since "$t0")
-  echo "{\"train_seconds\": ${train_s:-0}, \"eval_seconds\": $eval_s}" > "$dir/wall.json"
-  unset train_s
+  echo "{\"train_seconds\": ${train_s:-0}, \"train_peak_rss_mb\": ${peak_mb:-0}, \"eval_seconds\": $eval_s}" > "$dir/wall.json"
+  unset train_s peak_mb
 done

@@ -98,6 +98,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="token budget of LaSER models' queries and documents (default: 8192 on BRIGHT, as the official "
         "harness; the model's own max lengths on a BEIR folder)",
     )
+    p.add_argument(
+        "--max-tokens-per-batch",
+        type=int,
+        metavar="N",
+        help="LaSER models: at most N padded tokens a forward pass, texts sorted by length (default: when the budget "
+        "is above 1024 tokens, --batch-size x 1024, so 8192-token documents go a few at a time; else plain batching)",
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument("--dtype", help="bfloat16, float16, float32 (default: bf16 on CUDA, fp32 elsewhere)")
     p.add_argument("--output", type=Path, help="write results.json here (and charts beside it)")
@@ -124,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.plots import bar_chart, scaling_plot
     from ..evaluation.run import comparison_table, evaluate, results_to_json
 
-    for name in ("top_k", "batch_size", "max_length"):
+    for name in ("top_k", "batch_size", "max_length", "max_tokens_per_batch"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             print(
                 f"laser eval: error: --{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}.",
@@ -150,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
             args.model, datasets, num_thinking_steps=args.num_thinking_steps or [None], query_modes=args.query_mode,
             search=args.search, top_k=args.top_k, metrics=args.metrics, batch_size=args.batch_size, device=args.device,
             dtype=args.dtype, missing_reasoning=args.missing_reasoning, show_progress=not args.no_progress,
-            max_length=args.max_length, hybrid=args.hybrid,
+            max_length=args.max_length, hybrid=args.hybrid, max_tokens_per_batch=args.max_tokens_per_batch,
         )  # fmt: skip
     except (FileNotFoundError, ValueError, ImportError, RuntimeError) as e:
         from .main import report

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 QueryMode = Literal["query", "reasoning"]
 QUERY_MODES: tuple[str, ...] = ("query", "reasoning")
 MissingReasoning = Literal["fallback", "skip"]
+# Inputs longer than this (BRIGHT's 8192-token budget) are batched by tokens: batch_size texts of this length a pass.
+LONG_INPUT_TOKENS = 1024
 
 
 class DenseModel(Protocol):
@@ -220,6 +222,7 @@ def evaluate(
     loaded: dict[str, Any] | None = None,
     max_length: int | None = None,
     hybrid: bool = False,
+    max_tokens_per_batch: int | None = None,
 ) -> list[EvalResult]:
     """Evaluate every model on every dataset, for every K (LaSER models) and query mode.
 
@@ -241,6 +244,11 @@ def evaluate(
             own (:attr:`RetrievalDataset.max_length`, 8192 on BRIGHT as the official harness), else the model's.
         hybrid: after each dense model's result, also one for hybrid search (its embeddings and BM25 sparse
             vectors in one Qdrant collection, fused by RRF; :func:`~.search.search_hybrid`), labelled ``MODEL+bm25``.
+        max_tokens_per_batch: LaSER models: at most this many padded tokens per forward pass (texts sorted by
+            length, see :meth:`LaSEREncoder.encode`). None: when the token budget is above
+            :data:`LONG_INPUT_TOKENS` (BRIGHT's 8192), ``batch_size * LONG_INPUT_TOKENS``, so that a batch of long
+            documents holds fewer of them and needs no more memory than ``batch_size`` texts of that length,
+            while texts up to that length batch as before; otherwise plain batching by ``batch_size``.
 
     Returns:
         One :class:`EvalResult` per (model, K, query mode, dataset), in that nesting order.
@@ -258,6 +266,11 @@ def evaluate(
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
         msg = f"max_length must be a positive number of tokens, got {max_length!r}."
         raise ValueError(msg)
+    if max_tokens_per_batch is not None and (
+        isinstance(max_tokens_per_batch, bool) or not isinstance(max_tokens_per_batch, int) or max_tokens_per_batch < 1
+    ):
+        msg = f"max_tokens_per_batch must be a positive number of tokens, got {max_tokens_per_batch!r}."
+        raise ValueError(msg)
     labels = [model_label(m) for m in models]
     if len(set(labels)) != len(labels):
         labels = [f"{label}#{i + 1}" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
@@ -267,7 +280,8 @@ def evaluate(
         ks: list[int | None] = list(dict.fromkeys(num_thinking_steps)) if _supports_k(model) else [None]
         if _supports_k(model):
             ks = list(dict.fromkeys(k if k is not None else _default_k(model) for k in ks))
-        common = (query_modes, search, top_k, metrics, batch_size, missing_reasoning, show_progress, hybrid)
+        common = (query_modes, search, top_k, metrics, batch_size, missing_reasoning, show_progress, hybrid,
+                  max_tokens_per_batch)  # fmt: skip
         if len(ks) > 1 and hasattr(model, "encode_each_k"):
             # A K sweep: each dataset is embedded once for all K, so datasets go outside and K inside.
             sweep = _EachKCache(model, ks)  # type: ignore[arg-type]
@@ -300,6 +314,7 @@ def _evaluate_one(
     missing_reasoning: MissingReasoning,
     show_progress: bool,
     hybrid: bool = False,
+    max_tokens_per_batch: int | None = None,
     max_length: int | None = None,
 ) -> list[EvalResult]:
     doc_ids = list(dataset.corpus)
@@ -318,6 +333,12 @@ def _evaluate_one(
         kwargs["num_thinking_steps"] = k
     if max_length is not None:
         kwargs["max_length"] = max_length
+        # Long inputs (BRIGHT: 8192 tokens) are batched by a token budget: fewer long documents a pass, the same
+        # batches as before for texts up to LONG_INPUT_TOKENS.
+        if max_tokens_per_batch is None and max_length > LONG_INPUT_TOKENS:
+            max_tokens_per_batch = batch_size * LONG_INPUT_TOKENS
+    if max_tokens_per_batch is not None and k is not None:
+        kwargs["max_tokens_per_batch"] = max_tokens_per_batch
     # The corpus is encoded (or indexed) once here and shared by every query mode of this (model, K, dataset).
     if isinstance(model, BM25Baseline):
         model.index(doc_ids, doc_texts, show_progress=show_progress)

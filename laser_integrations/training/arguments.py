@@ -40,7 +40,15 @@ class ModelArguments:
     lora_dropout: float = _f(0.1, "LoRA dropout")
     lora_target_modules: str = _f("all-linear", "LoRA targets: 'all-linear' or comma-separated module names")
     dtype: str = _f("float32", "dtype of the loaded weights (mixed precision is set by bf16)")
-    gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
+    gradient_checkpointing: bool = _f(
+        False, "recompute each decoder layer's activations in backward (transformers' own; the latent steps then "
+        "run without a KV cache, K prefills a text); see activation_checkpoint_tokens"
+    )
+    activation_checkpoint_tokens: int = _f(
+        0, "recompute activations in backward one chunk of rows at a time, each of at most this many padded tokens "
+        "(query, document and explicit views), keeping the latent steps' KV cache: peak memory follows one chunk "
+        "instead of the batch, for about one more forward pass; same values; 0 = off"
+    )
     teacher_model: str | None = _f(
         None, "frozen_teacher only: a separate frozen teacher checkpoint; none = the starting backbone"
     )
@@ -305,6 +313,16 @@ def validate(config: TrainConfig, source: str = "config") -> None:
         raise ValueError(msg)
     if values["max_steps"] == -1 and not values["num_epochs"] > 0:
         msg = f"num_epochs must be > 0 when max_steps is -1, got {values['num_epochs']} ({source})."
+        raise ValueError(msg)
+    if values["activation_checkpoint_tokens"] < 0:
+        got = values["activation_checkpoint_tokens"]
+        msg = f"activation_checkpoint_tokens must be >= 0 (0 = off), got {got} ({source})."
+        raise ValueError(msg)
+    if values["activation_checkpoint_tokens"] and values["gradient_checkpointing"]:
+        msg = (
+            "activation_checkpoint_tokens and gradient_checkpointing both recompute activations; set one: "
+            f"activation_checkpoint_tokens keeps the latent steps' KV cache and is the faster of the two ({source})."
+        )
         raise ValueError(msg)
     if values["reasoning_separator"] == "":
         msg = "reasoning_separator must not be empty (default: a blank line, '\\n\\n')."

@@ -271,7 +271,8 @@ class LaSERTrainer:
             detach_soft_tokens=cfg.loss.detach_soft_tokens,
         )  # fmt: skip
         dual = DualViewModel(model, self.objective, weights, self.k, 1 + d.negatives_per_query,
-                             gather=gather_with_grad(acc), teacher=teacher)  # fmt: skip
+                             gather=gather_with_grad(acc), teacher=teacher,
+                             checkpoint_tokens=cfg.model.activation_checkpoint_tokens)  # fmt: skip
         params = [p for p in dual.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
         scheduler = get_linear_schedule_with_warmup(optimizer, round(t.warmup_ratio * self.total_steps),
