@@ -132,8 +132,9 @@ def test_frozen_teacher_gives_no_gradient_through_the_explicit_view(tiny_dir, to
     out = trainer.dual(batch)
     assert "cl_explicit" not in out and float(out["kl_out"].detach()) > 0
     # The teacher's states are computed without a graph: only the latent view carries gradients.
-    hidden = trainer.dual._teacher_states(batch["explicit_ids"], batch["explicit_mask"])
-    assert not hidden.requires_grad
+    last, trajectory = trainer.dual._teacher_states(batch["explicit_ids"], batch["explicit_mask"],
+                                                    batch["segment_positions"])
+    assert not last.requires_grad and not trajectory.requires_grad
 
 
 def test_loss_goes_down_on_a_toy_set(tiny_dir, toy_data, tmp_path):
