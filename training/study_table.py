@@ -91,7 +91,46 @@ MATCHED = {
     "hardneg-inprompt_lr5e4_clipsplit": "hardneg-contrastive_lr5e4",
     "hardneg-inprompt_lr5e4_lout3": "hardneg-contrastive_lr5e4",
     "hardneg-reasoned-inprompt_lr5e4": "hardneg-contrastive_lr5e4",
+    # Plain contrastive reads no rationale, so its runs are the match for the LLM-rationale recipes too (the BM25
+    # negatives are mined from the questions and the corpus only, the same file either way).
+    "hardneg-llm-inprompt_lr5e4": "hardneg-contrastive_lr5e4",
 }
+
+
+def rationale_score(run_dir: Path, trained: int | None) -> float | None:
+    """nDCG@10 of ``run_dir``'s checkpoint with the set's LLM-written rationale of every dev question as the query:
+    the ``reasoning`` row of ``eval.json`` when it was scored on the LLM rationales (``REASONING=1`` since
+    2026-12-04), else ``eval_llm_reasoning.json`` where a run was scored on them separately. Rows scored on the
+    set's own 34 dev rationales (the rest fall back to the question) measure something else and are not used."""
+    for name in ("eval.json", "eval_llm_reasoning.json"):
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        record = json.loads(path.read_text())
+        if not str(record["config"].get("data", "")).rstrip("/").endswith("theoremqa-llm"):
+            continue
+        for r in record["results"]:
+            if r["query_mode"] == "reasoning" and r["num_thinking_steps"] in (None, trained):
+                return r["metrics"]["ndcg@10"]
+    return None
+
+
+def gap_rows(root: Path, runs: list[tuple[str, EvalResult, dict]], trained: dict[str, int | None]) -> list[str]:
+    """The internalization gap of every run that has both scores: the latent view with the question against the
+    same checkpoint reading the LLM-written rationale (the rewrite-then-retrieve reference of that checkpoint)."""
+    rows = []
+    for run, r, wall in runs:
+        if r.query_mode != "query" or r.num_thinking_steps not in (None, trained[run]):
+            continue
+        with_rationale = rationale_score(root / run, trained[run])
+        if with_rationale is None:
+            continue
+        question = r.metrics["ndcg@10"]
+        peak = wall.get("train_peak_rss_mb")
+        peak_gb = f"{peak / 1024:.1f}" if peak else ""
+        rows.append(f"| {run} | {question:.4f} | {with_rationale:.4f} | {with_rationale - question:+.4f} | "
+                    f"{minutes(wall.get('train_seconds'))} | {peak_gb} |")  # fmt: skip
+    return rows
 
 
 def paired_rows(per_query: dict[str, dict[str, float]]) -> list[str]:
@@ -162,6 +201,10 @@ def main(argv: list[str] | None = None) -> None:
     print("\n| LaSER | contrastive | seed | nDCG@10 difference | questions won / lost | paired t-test p | Wilcoxon p |")
     print("|---|---|---|---:|---:|---:|---:|")
     print("\n".join(paired_rows(per_query)))
+
+    print("\n| run | nDCG@10, question | nDCG@10, LLM rationale as the query | gap | train min | peak GiB |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print("\n".join(gap_rows(Path(args.runs), runs, trained)))
 
     plots = Path(args.plots)
     print(seed_chart(per_recipe, plots / "theoremqa_seeds.png"))
