@@ -93,24 +93,25 @@ def index_settings(args: argparse.Namespace) -> dict[str, Any]:
         if given[name] is not None and given[name] < (0 if name == "m" else 4):
             msg = f"--hnsw-{name.replace('_', '-')} must be at least {0 if name == 'm' else 4}, got {given[name]}."
             raise ValueError(msg)
+    stored: dict[str, Any] = {}
     if _on_edge(args):
         from .. import edge
 
         folder = Path(args.path or DEFAULT_PATH).expanduser() / args.collection
-        if args.recreate or edge.stored_config(folder) is None:
+        stored = {} if args.recreate else edge.stored_config(folder) or {}
+        if not stored:
             given = {k: EDGE_INDEX_DEFAULTS[k] if v is None else v for k, v in given.items()}
     kwargs: dict[str, Any] = {}
     hnsw = {k: given[k] for k in ("m", "ef_construct") if given[k] is not None}
+    if hnsw and stored.get("hnsw_config"):  # Edge wants every HNSW key: the stored ones, not Qdrant's defaults
+        hnsw = {k: stored["hnsw_config"][k] for k in ("m", "ef_construct", "full_scan_threshold")} | hnsw
     if hnsw:
         kwargs["hnsw_config"] = hnsw
     if given["quantization"] == "int8":
         kwargs["quantization_config"] = {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}}
-    elif given["quantization"] == "none" and _on_edge(args):
+    elif given["quantization"] == "none":
         # Edge keeps a stored quantization when given none; removing it needs a rebuilt collection.
-        from .. import edge
-
-        stored = edge.stored_config(Path(args.path or DEFAULT_PATH).expanduser() / args.collection) or {}
-        if stored.get("quantization_config") and not args.recreate:
+        if stored.get("quantization_config"):
             msg = "--quantization none cannot remove the quantization of an existing collection; add --recreate."
             raise ValueError(msg)
     if given["on_disk"] is not None:
