@@ -19,7 +19,12 @@ updates them (Edge checks that they are compatible with the stored segments).
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
+import subprocess
+import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +33,8 @@ from laser_integrations.qdrant import CollectionDimensionError, LocalModeFolderE
 
 if TYPE_CHECKING:
     import qdrant_edge
+
+logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "edge_config.json"
 DISTANCES = {"cosine": "Cosine", "dot_product": "Dot", "l2": "Euclid"}
@@ -247,6 +254,54 @@ def local_mode_error(folder: str | Path) -> LocalModeFolderError:
         "qdrant-client's local mode: engine=\"client\" (CLI: --engine client)."
     )
     return LocalModeFolderError(msg)
+
+
+# The build's progress indication runs in a child process: EdgeShard.optimize() holds the GIL for the whole build
+# and reports no progress, so no thread of this process could draw anything meanwhile. The child ticks once a
+# second until its stdin closes (the build ended, or this process died).
+_SPINNER = r"""
+import select, sys, time
+start, frames, i = time.monotonic(), "|/-\\", 0
+while not select.select([sys.stdin], [], [], 1.0)[0]:
+    seconds = int(time.monotonic() - start)
+    sys.stderr.write(f"\r{sys.argv[1]} {frames[i % 4]} {seconds // 60}:{seconds % 60:02d} elapsed")
+    sys.stderr.flush()
+    i += 1
+sys.stderr.write("\n")
+"""
+
+
+def optimize(shard: qdrant_edge.EdgeShard, *, progress: bool = False, what: str = "the shard") -> bool:
+    """Run Qdrant's optimizers on ``shard`` until none is planned (builds HNSW), logging the build's length.
+
+    Args:
+        shard: the open shard.
+        progress: show a spinner with the elapsed time on stderr while the build runs. Edge gives no progress
+            callback, so there is no percentage to show.
+        what: how the log lines name the shard.
+
+    Returns:
+        True if any segment was optimized.
+    """
+    info = shard.info()
+    pending = info.points_count - info.indexed_vectors_count
+    logger.info("Qdrant Edge: optimizing %s (%d points, %d not yet in an HNSW index)", what, info.points_count,
+                max(pending, 0))  # fmt: skip
+    spinner = None
+    if progress and os.name == "posix":  # select() on a pipe: POSIX only
+        label = f"Building the HNSW index of {what} ({info.points_count:,} points)"
+        spinner = subprocess.Popen([sys.executable, "-c", _SPINNER, label], stdin=subprocess.PIPE)  # noqa: S603
+    start = time.monotonic()
+    try:
+        changed = bool(shard.optimize())
+    finally:
+        if spinner is not None:
+            spinner.stdin.close()  # type: ignore[union-attr]
+            spinner.wait()
+    info = shard.info()
+    logger.info("Qdrant Edge: %s optimized in %.1f s: %d segments, %d of %d vectors indexed", what,
+                time.monotonic() - start, info.segments_count, info.indexed_vectors_count, info.points_count)  # fmt: skip
+    return changed
 
 
 def remove_shard(folder: str | Path) -> None:

@@ -165,9 +165,14 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
             shard, self._shard = self._shard, None
             shard.close()
 
-    def optimize(self) -> bool:
-        """Run Qdrant's optimizers until none is planned (builds HNSW); True if anything changed."""
-        return bool(self.open().optimize())
+    def optimize(self, progress_bar: bool = False) -> bool:
+        """Run Qdrant's optimizers until none is planned (builds HNSW); True if anything changed.
+
+        Args:
+            progress_bar: show a spinner with the elapsed time on stderr during the build (Edge reports no
+                progress to count).
+        """
+        return edge.optimize(self.open(), progress=progress_bar, what=f"collection {self.collection_name!r}")
 
     # ---- BasePydanticVectorStore -----------------------------------------------------------------------------
 
@@ -204,7 +209,7 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
             ]
             shard.update(qe.UpdateOperation.upsert_points(points))
         if self.optimize_after_add:
-            shard.optimize()
+            self.optimize()
         return [node.node_id for node in nodes]
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:

@@ -72,6 +72,7 @@ class IndexResult:
     skipped: int
     count: int
     updated: int = 0  # already present with another text: embedded again
+    built: str = ""  # Qdrant Edge: how the HNSW build went, for the summary
 
 
 def torchrun_rank() -> tuple[int, int, int] | None:
@@ -204,6 +205,30 @@ def end_bulk_load(client: Any, collection: str, m: int) -> None:
     logger.info("Bulk load done: hnsw m=%d restored on %r; Qdrant now builds the index in the background.", m, collection)
 
 
+# -- bulk-load mode (Qdrant Edge) ------------------------------------------------------------------------------
+def begin_edge_bulk_load(store: Any) -> bool:
+    """On a Qdrant Edge store, defer the optimizers (the HNSW build) to :func:`end_edge_bulk_load`; returns
+    whether ``store`` is one. Points written meanwhile are in plain segments, searched exactly."""
+    from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentStore
+
+    if not isinstance(store, QdrantEdgeDocumentStore):
+        return False
+    store.optimize_after_write = False
+    return True
+
+
+def end_edge_bulk_load(store: Any, progress: bool) -> str:
+    """Build the HNSW index once, over everything uploaded (a no-op when it is built already); returns a
+    sentence for the command's summary."""
+    start = time.monotonic()
+    changed = store.optimize(progress_bar=progress)
+    info = store.open().info()
+    built = f"built in {time.monotonic() - start:.0f} s" if changed else "already built"
+    rest = " (the others, in segments under Qdrant's indexing threshold, are searched exactly)"
+    return (f" HNSW index {built}: {info.indexed_vectors_count} of {info.points_count} vectors in it"
+            f"{rest if info.indexed_vectors_count < info.points_count else ''}.")  # fmt: skip
+
+
 # -- workers ---------------------------------------------------------------------------------------------------
 def _load_embedder(job: IndexJob, device: str) -> Any:
     from haystack.utils import ComponentDevice
@@ -312,7 +337,8 @@ def index_with_workers(job: IndexJob, devices: Sequence[str], *, threads_per_pro
     for process in processes:
         process.start()
     store = None
-    local_mode = False
+    local_mode = edge_bulk = False
+    built = ""
     written = updated = skipped = 0
     done: set[int] = set()
     failure: str | None = None
@@ -338,6 +364,7 @@ def index_with_workers(job: IndexJob, devices: Sequence[str], *, threads_per_pro
         store = open_document_store(**job.store_kwargs, embedding_dim=dimensions[0], provenance=records[0])
         client = getattr(store, "_client", None)  # qdrant-haystack keeps its connected QdrantClient here
         restore_m = begin_bulk_load(client, collection) if job.server and job.bulk_load else None
+        edge_bulk = begin_edge_bulk_load(store)
         local_mode = type(store).__name__ == "QdrantDocumentStore" and not job.server  # exact search, in memory
         if local_mode and total is not None:
             warn_large_collection(collection, total + store.count_documents())
@@ -371,6 +398,8 @@ def index_with_workers(job: IndexJob, devices: Sequence[str], *, threads_per_pro
                     failure = f"worker {rank} ({devices[rank]}, shard {rank + 1}/{world}) failed: {value}"
         if failure is None and restore_m is not None:
             end_bulk_load(client, collection, restore_m)
+        if failure is None and edge_bulk:
+            built = end_edge_bulk_load(store, progress)
         count = store.count_documents()
     finally:
         for process in processes:
@@ -387,7 +416,7 @@ def index_with_workers(job: IndexJob, devices: Sequence[str], *, threads_per_pro
         raise IndexingFailed(msg)
     if local_mode:
         warn_large_collection(collection, count)
-    return IndexResult(written=written, skipped=skipped, count=count, updated=updated)
+    return IndexResult(written=written, skipped=skipped, count=count, updated=updated, built=built)
 
 
 def _dead_worker(processes: list[Any], devices: Sequence[str], done: set[int]) -> str | None:
@@ -512,8 +541,15 @@ def run_cli(args: Any) -> int:
         total = validate_corpus(path)  # a bad line fails before anything is written
     except (FileNotFoundError, ValueError, OSError) as e:
         return fail(str(e), 1)
+    from .cli._qdrant_args import index_settings
+
+    try:
+        settings = index_settings(args)
+    except ValueError as e:
+        return fail(str(e), 2)
     stores = {
         **store_kwargs(args),
+        **settings,
         "recreate": args.recreate,
         "shard_number": args.shard_number,
         "replication_factor": args.replication_factor,
@@ -543,7 +579,7 @@ def run_cli(args: Any) -> int:
     print(
         f"Indexed {result.written} new documents ({result.skipped} already present, {result.updated} re-embedded "
         f"because their text changed){shard} into collection "
-        f"{args.collection!r} in {where(args)}; it holds {result.count} documents."
+        f"{args.collection!r} in {where(args)}; it holds {result.count} documents.{result.built}"
     )
     return 0
 

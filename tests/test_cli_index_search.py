@@ -204,3 +204,67 @@ def test_hybrid_search_of_a_dense_collection_says_how_to_fix_it(common, tmp_path
     # On the Edge default, --hybrid is refused (exit 2) with the way that works, before anything is written.
     assert main(["index", str(corpus), *common, "--hybrid", "--no-progress"]) == 2
     assert "not available on Qdrant Edge" in capsys.readouterr().err and not (tmp_path / "qdrant" / "docs").exists()
+
+
+def test_index_into_edge_builds_once_at_the_end_with_the_new_folder_defaults(common, tmp_path, monkeypatch, capsys):
+    from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentStore
+
+    real_optimize, optimized, writes = QdrantEdgeDocumentStore.optimize, [], []
+    real_write = QdrantEdgeDocumentStore.write_documents
+
+    def optimize(self, progress_bar=False):
+        optimized.append((len(writes), progress_bar))
+        return real_optimize(self, progress_bar=progress_bar)
+
+    def write_documents(self, *args, **kwargs):
+        writes.append(self.optimize_after_write)
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(QdrantEdgeDocumentStore, "optimize", optimize)
+    monkeypatch.setattr(QdrantEdgeDocumentStore, "write_documents", write_documents)
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", CORPUS)
+    assert main(["index", str(corpus), *common, "--chunk-size", "2", "--no-progress"]) == 0
+    assert writes == [False, False, False]  # three chunks, no optimizer run per chunk
+    assert optimized == [(3, False)]  # one build, after the last chunk
+    assert "HNSW index already built: 0 of 5 vectors in it" in capsys.readouterr().out  # 5 points: searched exactly
+    config = json.loads((tmp_path / "qdrant" / "docs" / "edge_config.json").read_text())
+    assert (config["hnsw_config"]["m"], config["hnsw_config"]["ef_construct"]) == (32, 128)
+    assert config["quantization_config"] == {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}}
+    assert config["vectors"][""]["on_disk"] is True
+    # a rerun with nothing to write still ends with the build (a killed run may have stopped before it)
+    assert main(["index", str(corpus), *common, "--hnsw-m", "8"]) == 0
+    assert optimized[-1] == (3, True) and len(optimized) == 2
+    config = json.loads((tmp_path / "qdrant" / "docs" / "edge_config.json").read_text())
+    assert (config["hnsw_config"]["m"], config["hnsw_config"]["ef_construct"]) == (8, 128)  # given: applied; others kept
+    capsys.readouterr()
+    assert main(["search", CORPUS[4]["text"], *common, "--top-k", "1", "--exact"]) == 0
+    assert capsys.readouterr().out.split()[2] == "bayes"
+    assert main(["search", CORPUS[4]["text"], *common, "--top-k", "1", "--hnsw-ef", "16", "--oversampling", "3"]) == 0
+    assert capsys.readouterr().out.split()[2] == "bayes"
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["search", "q", "--engine", "client", "--hnsw-ef", "64"], r"--hnsw-ef apply to Qdrant Edge folders only"),
+        (["search", "q", "--exact", "--hnsw-ef", "64"], r"--exact compares every vector"),
+        (["search", "q", "--oversampling", "0.5"], r"--oversampling >= 1.0, got 256 and 0.5"),
+        (["index", "corpus.jsonl", "--hnsw-ef-construct", "2"], r"--hnsw-ef-construct must be at least 4, got 2"),
+    ],
+)
+def test_bad_hnsw_flags_are_refused_before_the_model_loads(common, tmp_path, capsys, monkeypatch, argv, match):
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(tmp_path / "corpus.jsonl", CORPUS)
+    assert main([*argv, *common]) == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert not (tmp_path / "qdrant").exists()  # nothing created
+
+
+def test_quantization_none_cannot_silently_keep_a_stored_quantization(common, tmp_path, capsys):
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", CORPUS[:2])
+    assert main(["index", str(corpus), *common, "--no-progress"]) == 0  # a new folder: int8 by default
+    assert main(["index", str(corpus), *common, "--quantization", "none"]) == 2
+    assert "cannot remove the quantization of an existing collection; add --recreate" in capsys.readouterr().err
+    assert main(["index", str(corpus), *common, "--quantization", "none", "--recreate", "--no-progress"]) == 0
+    config = json.loads((tmp_path / "qdrant" / "docs" / "edge_config.json").read_text())
+    assert config.get("quantization_config") is None

@@ -346,3 +346,29 @@ async def test_edge_embedding_retriever(tmp_path):
     with pytest.raises(ValueError, match="Native qdrant_edge filters cannot be merged"):
         merging.run(query_embedding=query.tolist(), filters=even)
     store.close()
+
+
+def test_bulk_load_builds_the_index_once_at_the_end_and_matches_exact_search(tmp_path, capfd):
+    # As `laser index` loads Edge: optimizers off per write, one optimize() after the upload.
+    store = QdrantEdgeDocumentStore(path=tmp_path, index="bulk", embedding_dim=DIM, optimize_after_write=False,
+                                    hnsw_config={"m": 16, "ef_construct": 64, "full_scan_threshold": 1},
+                                    optimizers_config={"indexing_threshold": 1}, search_params={"hnsw_ef": 256})  # fmt: skip
+    docs = _docs(2000)
+    for start in range(0, len(docs), 500):
+        store.write_documents(docs[start : start + 500])
+    assert store.open().info().indexed_vectors_count == 0  # nothing built during the upload
+    assert store.optimize(progress_bar=True) is True
+    info = store.open().info()
+    assert info.indexed_vectors_count == info.points_count == 2000
+    assert store.optimize() is False  # built once: nothing left to do
+    # the new payload path (the embedding kept out of to_dict) stores the same document and vector
+    back = QdrantEdgeDocumentStore(path=tmp_path, index="bulk", embedding_dim=DIM, return_embedding=True)
+    store.close()
+    (doc,) = back.get_documents_by_id([docs[7].id])
+    assert (doc.content, doc.meta) == (docs[7].content, docs[7].meta)
+    assert np.allclose(doc.embedding, np.asarray(docs[7].embedding) / np.linalg.norm(docs[7].embedding), atol=1e-6)
+    for seed in range(10):
+        query = np.random.default_rng(100 + seed).standard_normal(DIM)
+        hits = back.query_by_embedding(query.tolist(), top_k=10)
+        assert [h.id for h in hits] == [i for i, _ in _exact(docs, query)[:10]]
+    back.close()

@@ -16,10 +16,12 @@ from typing import Any
 from .. import indexing
 from ..jsonl import read_jsonl
 from ._qdrant_args import (
+    add_index_settings,
     add_model_arguments,
     add_store_arguments,
     embedded_local_mode,
     embedder_kwargs,
+    index_settings,
     missing_haystack,
     store_kwargs,
     where,
@@ -39,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("corpus", type=Path, metavar="CORPUS", help="a .jsonl file, or a BEIR folder holding corpus.jsonl")
     add_model_arguments(parser)
     add_store_arguments(parser)
+    add_index_settings(parser)
     parser.add_argument("--chunk-size", type=int, default=256, help="documents embedded and written per step (default: %(default)s)")
     parser.add_argument("--recreate", action="store_true", help="drop the collection first and index everything again")
     parser.add_argument("--no-title", action="store_true", help="embed the text only, not 'title' + text")
@@ -141,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(msg)
     path = corpus_file(args.corpus)
     total = validate_corpus(path)
+    settings = index_settings(args)  # bad flags fail before the model loads
     fields = [] if args.no_title else ["title"]
     embedder = LaSERDocumentEmbedder(
         **embedder_kwargs(args), batch_size=args.batch_size, progress_bar=False, meta_fields_to_embed=fields
@@ -158,10 +162,13 @@ def run(args: argparse.Namespace) -> int:
         write_consistency_factor=args.write_consistency_factor,
         progress_bar=False,
         provenance=provenance_of(embedder),
+        **settings,
         **store_kwargs(args),
     )
+    bulk = indexing.begin_edge_bulk_load(store)
 
     written = updated = skipped = 0
+    built = ""
     try:
         with tqdm(total=total, desc=f"Indexing into {args.collection!r}", unit="doc", disable=args.no_progress) as bar:
             for chunk in indexing.chunks(read_corpus(path), args.chunk_size):
@@ -179,12 +186,14 @@ def run(args: argparse.Namespace) -> int:
                     store.write_documents(embedded, policy=DuplicatePolicy.OVERWRITE)
                 bar.update(len(chunk))
                 bar.set_postfix(new=written, updated=updated, skipped=skipped)
+        if bulk:  # also after a resumed run that had nothing left to write: a killed run may not have built it
+            built = indexing.end_edge_bulk_load(store, progress=not args.no_progress)
         count = store.count_documents()
     finally:
         store.close()  # release the embedded folder even when interrupted; what was written stays
     print(
         f"Indexed {written} new documents ({skipped} already present, {updated} re-embedded because their text "
-        f"changed) into collection {args.collection!r} in {where(args)}; it holds {count} documents."
+        f"changed) into collection {args.collection!r} in {where(args)}; it holds {count} documents.{built}"
     )
     if embedded_local_mode(args):  # Qdrant Edge and servers index with HNSW: no size limit to warn about
         warn_large_collection(args.collection, count)

@@ -12,9 +12,11 @@ from typing import Any
 
 from ._qdrant_args import (
     add_model_arguments,
+    add_search_settings,
     add_store_arguments,
     embedder_kwargs,
     missing_haystack,
+    search_settings,
     store_kwargs,
     where,
 )
@@ -29,6 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("query", metavar="QUESTION", help="the question or search text")
     add_model_arguments(parser)
     add_store_arguments(parser)
+    add_search_settings(parser)
     parser.add_argument("--top-k", type=int, default=10, help="number of hits (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per hit instead of a table")
     parser.add_argument("--allow-model-mismatch", action="store_true",
@@ -47,7 +50,8 @@ def _snippet(text: str, width: int = 100) -> str:
 def _open_store(open_document_store: Any, dimension: int, args: argparse.Namespace) -> Any:
     from ..qdrant import CollectionLayoutError
 
-    kwargs = {"embedding_dim": dimension, "progress_bar": False, "read_only": True, **store_kwargs(args)}
+    kwargs = {"embedding_dim": dimension, "progress_bar": False, "read_only": True, **store_kwargs(args),
+              **search_settings(args)}  # fmt: skip
     try:
         return open_document_store(hybrid=args.hybrid, **kwargs)
     except CollectionLayoutError:
@@ -71,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.query.strip():
         msg = 'the question is empty; give the text to search for, e.g. laser search "which theorem bounds codes?".'
         raise ValueError(msg)
+    search_settings(args)  # bad flags fail before the model loads
     # A mistyped --path or --collection fails before the (slow) model load, and creates nothing.
     require_collection(**store_kwargs(args))
     # Then the model: its dimension is what the collection must hold (the retriever reuses this load).

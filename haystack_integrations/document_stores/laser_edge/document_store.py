@@ -155,9 +155,13 @@ class QdrantEdgeDocumentStore:
             shard, self._shard = self._shard, None
             shard.close()
 
-    def optimize(self) -> bool:
-        """Run Qdrant's optimizers until none is planned (builds HNSW); True if anything changed."""
-        return bool(self.open().optimize())
+    def optimize(self, progress_bar: bool = False) -> bool:
+        """Run Qdrant's optimizers until none is planned (builds HNSW); True if anything changed.
+
+        :param progress_bar: Show a spinner with the elapsed time on stderr during the build (Edge reports no
+            progress to count).
+        """
+        return edge.optimize(self.open(), progress=progress_bar, what=f"collection {self.index!r}")
 
     # ---- DocumentStore protocol -------------------------------------------------------------------------------
 
@@ -216,7 +220,7 @@ class QdrantEdgeDocumentStore:
             batch = documents[start : start + self.write_batch_size]
             shard.update(qe.UpdateOperation.upsert_points([_point(d) for d in batch]))
         if self.optimize_after_write:
-            shard.optimize()
+            self.optimize()
         return len(documents)
 
     def delete_documents(self, document_ids: list[str]) -> None:
@@ -468,8 +472,11 @@ def _payload_indexes(fields: list[dict[str, str]] | None) -> dict[str, str]:
 
 def _point(document: Document) -> Any:
     qe = edge.require_edge()
-    payload = document.to_dict(flatten=False)
-    vector = payload.pop("embedding", None)
+    # to_dict() deep-copies the embedding float by float in Python (dataclasses.asdict: ~300 us for 576 values,
+    # 5x the rest of the point); the payload is built without it and the list goes to Edge as it is.
+    payload = replace(document, embedding=None).to_dict(flatten=False)
+    payload.pop("embedding", None)
+    vector = document.embedding
     return qe.Point(id=convert_id(document.id), vector=vector if vector is not None else {}, payload=payload)
 
 

@@ -1,0 +1,168 @@
+"""`laser index` + `laser search` on Qdrant Edge at scale, through the command's own code paths.
+
+A tiny random-weight LaSER model (``laser_integrations.testing.tiny``, 2 layers, hidden size = ``--dim``) encodes
+a synthetic corpus fast, so the run measures the store: ``laser index`` (its chunks, content hashes, deferred
+HNSW build and the one optimize at the end, with the settings a new Edge folder gets) runs in a child process
+whose peak RSS is read from ``getrusage(RUSAGE_CHILDREN)``; then the queries are embedded by the same model and
+searched through the store ``laser search`` opens (read-only, with its ``search_params``), timed one at a time,
+and compared with exact search over the stored vectors (numpy). One real ``laser search`` call checks the CLI.
+
+Run (the lead's 10^6 runs; nice it on a shared machine, ``--tmp /dev/shm`` if it has room for ~3 GB):
+    nice -n 10 python benchmarks/edge_million.py --points 1000000 --dim 576 --tmp /dev/shm
+    nice -n 10 python benchmarks/edge_million.py --points 1000000 --dim 1024 --tmp /dev/shm
+Small check:
+    nice -n 10 python benchmarks/edge_million.py --points 20000 --dim 576
+Extra ``laser index`` flags go after ``--``: ``... -- --hnsw-m 16 --quantization none``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+WORDS = 5_000
+
+
+def write_corpus(path: Path, points: int, seed: int) -> None:
+    """``points`` documents of 8-24 random words from a 5,000-word vocabulary (distinct texts, distinct vectors)."""
+    rng = np.random.default_rng(seed)
+    with path.open("w", encoding="utf-8") as f:
+        for start in range(0, points, 10_000):
+            n = min(10_000, points - start)
+            lengths = rng.integers(8, 25, size=n)
+            words = rng.integers(0, WORDS, size=(n, 24))
+            for i in range(n):
+                text = " ".join(f"w{w}" for w in words[i, : lengths[i]])
+                f.write(json.dumps({"_id": f"d{start + i}", "text": text}) + "\n")
+
+
+def build_model(folder: Path, dim: int) -> None:
+    from laser_integrations.config import LaSERConfig
+    from laser_integrations.encoder import LaSEREncoder
+    from laser_integrations.testing.tiny import build_bpe_tokenizer, tiny_causal_lm
+
+    tokenizer = build_bpe_tokenizer()
+    model = tiny_causal_lm(len(tokenizer), hidden_size=dim, intermediate_size=2 * dim, seed=0)
+    config = LaSERConfig(query_template="{text}", document_template="{text}", query_instruction="")
+    LaSEREncoder(model, tokenizer, config).save_pretrained(folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--points", type=int, default=20_000)
+    parser.add_argument("--dim", type=int, default=576)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--hnsw-ef", type=int, nargs="+", default=[None], help="search beams (default: laser search's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tmp", default=None, help="folder for the corpus, model and store")
+    parser.add_argument("--keep", action="store_true", help="keep the folder (its path is printed)")
+    parser.add_argument("index_flags", nargs="*", help="extra `laser index` flags, after --")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="edge-million-", dir=args.tmp))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    try:
+        build_model(root / "model", args.dim)
+        write_corpus(root / "corpus.jsonl", args.points, args.seed)
+        common = ["--model", str(root / "model"), "--path", str(root / "qdrant"), "--collection", "bench"]
+        command = [sys.executable, "-m", "laser_integrations.cli.main", "index", str(root / "corpus.jsonl"), *common,
+                   "--chunk-size", "2048", "--batch-size", "256", "--no-progress", *args.index_flags]  # fmt: skip
+        print("#", " ".join(command[1:]), flush=True)
+        t0 = time.perf_counter()
+        out = subprocess.run(command, env=env, capture_output=True, text=True)
+        index_s = time.perf_counter() - t0
+        if out.returncode != 0:
+            sys.exit(f"laser index failed ({out.returncode}): {out.stderr[-3000:]}")
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print("#", out.stdout.strip().splitlines()[-1])
+        disk_mb = sum(f.stat().st_blocks * 512 for f in (root / "qdrant").rglob("*") if f.is_file()) / 2**20
+        rows = measure(args, root, common, index_s, peak_mb, disk_mb)
+        probe = subprocess.run([sys.executable, "-m", "laser_integrations.cli.main", "search", "w1 w2 w3", *common,
+                                "--top-k", "3"], env=env, capture_output=True, text=True)  # fmt: skip
+        print(f"# laser search exit {probe.returncode}: {probe.stdout.strip().splitlines()[:1]}")
+        for row in rows:
+            print(json.dumps(row))
+    finally:
+        if args.keep:
+            print(f"# kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def exact_top(root: Path, dim: int, queries: np.ndarray, k: int) -> list[set[str]]:
+    """The exact top-k document ids of each query, from every stored vector (numpy, cosine of unit vectors)."""
+    import qdrant_edge as qe
+
+    from laser_integrations.qdrant import open_document_store
+
+    store = open_document_store(path=root / "qdrant", collection="bench", embedding_dim=dim, read_only=True,
+                                progress_bar=False)  # fmt: skip
+    try:
+        shard = store.open()
+        ids, vecs, offset = [], [], None
+        while True:
+            records, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=10_000, with_payload=["id"],
+                                                            with_vector=True))  # fmt: skip
+            ids += [r.payload["id"] for r in records]
+            vecs.append(np.asarray([r.vector for r in records], dtype=np.float32))
+            if offset is None:
+                break
+    finally:
+        store.close()
+    matrix = np.concatenate(vecs)
+    return [{ids[j] for j in np.argpartition(-(matrix @ q), k)[:k]} for q in queries]
+
+
+def measure(args: argparse.Namespace, root: Path, common: list[str], index_s: float, peak_mb: float,
+            disk_mb: float) -> list[dict]:  # fmt: skip
+    from haystack_integrations.components.embedders.laser import LaSERTextEmbedder
+    from laser_integrations.cli._qdrant_args import EDGE_SEARCH_DEFAULTS
+    from laser_integrations.cli.main import build_parser
+    from laser_integrations.cli.search import _open_store
+    from laser_integrations.qdrant import open_document_store
+
+    rng = np.random.default_rng(args.seed + 1)
+    texts = [" ".join(f"w{w}" for w in rng.integers(0, WORDS, size=12)) for _ in range(args.queries)]
+    embedder = LaSERTextEmbedder(model=str(root / "model"), progress_bar=False)
+    embedder.warm_up()
+    queries = np.asarray([embedder.run(t)["embedding"] for t in texts], dtype=np.float32)
+    print(f"# laser index of {args.points:,} x {args.dim}: {index_s:.1f} s ({args.points / index_s:,.0f} docs/s, "
+          f"model included), peak RSS {peak_mb:,.0f} MB, disk {disk_mb:,.0f} MB", flush=True)  # fmt: skip
+    truth = exact_top(root, args.dim, queries, args.k)
+    rows = []
+    for ef in args.hnsw_ef:
+        flags = ["search", "q", *common] + ([] if ef is None else ["--hnsw-ef", str(ef)])
+        store = _open_store(open_document_store, args.dim, build_parser(flags).parse_args(flags))
+        try:
+            for q in queries[:5]:
+                store.query_by_embedding(q.tolist(), top_k=args.k)
+            times, recall = [], []
+            for q, want in zip(queries, truth, strict=True):
+                t0 = time.perf_counter()
+                hits = store.query_by_embedding(q.tolist(), top_k=args.k)
+                times.append((time.perf_counter() - t0) * 1000)
+                recall.append(len({d.id for d in hits} & want) / args.k)
+        finally:
+            store.close()
+        row = {"points": args.points, "dim": args.dim, "hnsw_ef": ef or EDGE_SEARCH_DEFAULTS["hnsw_ef"],
+               "index_s": round(index_s, 1), "docs_per_s": round(args.points / index_s), "peak_rss_mb": round(peak_mb),
+               "disk_mb": round(disk_mb), "p50_ms": round(float(np.percentile(times, 50)), 2),
+               "p99_ms": round(float(np.percentile(times, 99)), 2), "recall_at_10": round(float(np.mean(recall)), 4)}  # fmt: skip
+        rows.append(row)
+        print(f"| {args.points:,} | {args.dim} | hnsw_ef={row['hnsw_ef']} | p50 {row['p50_ms']} ms | p99 {row['p99_ms']} ms "
+              f"| recall@10 {row['recall_at_10']} |", flush=True)  # fmt: skip
+    return rows
+
+
+if __name__ == "__main__":
+    main()
