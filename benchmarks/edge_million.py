@@ -1,7 +1,7 @@
 """`laser index` + `laser search` on Qdrant Edge at scale, through the command's own code paths.
 
-A tiny random-weight LaSER model (``laser_integrations.testing.tiny``, 2 layers, hidden size = ``--dim``) encodes
-a synthetic corpus fast, so the run measures the store: ``laser index`` (its chunks, content hashes, deferred
+A tiny random-weight LaSER model (``laser_integrations.testing.tiny``: one layer, hidden size = ``--dim``, an MLP
+of 64) encodes a synthetic corpus of 3-6 word texts fast, so the run measures the store: ``laser index`` (its chunks, content hashes, deferred
 HNSW build and the one optimize at the end, with the settings a new Edge folder gets) runs in a child process
 whose peak RSS is read from ``getrusage(RUSAGE_CHILDREN)``; then the queries are embedded by the same model and
 searched through the store ``laser search`` opens (read-only, with its ``search_params``), timed one at a time,
@@ -34,13 +34,14 @@ WORDS = 5_000
 
 
 def write_corpus(path: Path, points: int, seed: int) -> None:
-    """``points`` documents of 8-24 random words from a 5,000-word vocabulary (distinct texts, distinct vectors)."""
+    """``points`` documents of 3-6 random words from a 5,000-word vocabulary (distinct texts, distinct vectors).
+    Short texts keep the encoding at a few thousand documents a second on 2 cores, so the store dominates."""
     rng = np.random.default_rng(seed)
     with path.open("w", encoding="utf-8") as f:
         for start in range(0, points, 10_000):
             n = min(10_000, points - start)
-            lengths = rng.integers(8, 25, size=n)
-            words = rng.integers(0, WORDS, size=(n, 24))
+            lengths = rng.integers(3, 7, size=n)
+            words = rng.integers(0, WORDS, size=(n, 6))
             for i in range(n):
                 text = " ".join(f"w{w}" for w in words[i, : lengths[i]])
                 f.write(json.dumps({"_id": f"d{start + i}", "text": text}) + "\n")
@@ -52,7 +53,8 @@ def build_model(folder: Path, dim: int) -> None:
     from laser_integrations.testing.tiny import build_bpe_tokenizer, tiny_causal_lm
 
     tokenizer = build_bpe_tokenizer()
-    model = tiny_causal_lm(len(tokenizer), hidden_size=dim, intermediate_size=2 * dim, seed=0)
+    # One layer and a small MLP: the embedding's dimension is the hidden size, the cost per token stays small.
+    model = tiny_causal_lm(len(tokenizer), hidden_size=dim, intermediate_size=64, num_hidden_layers=1, seed=0)
     config = LaSERConfig(query_template="{text}", document_template="{text}", query_instruction="")
     LaSEREncoder(model, tokenizer, config).save_pretrained(folder)
 
@@ -132,7 +134,7 @@ def measure(args: argparse.Namespace, root: Path, common: list[str], index_s: fl
     from laser_integrations.qdrant import open_document_store
 
     rng = np.random.default_rng(args.seed + 1)
-    texts = [" ".join(f"w{w}" for w in rng.integers(0, WORDS, size=12)) for _ in range(args.queries)]
+    texts = [" ".join(f"w{w}" for w in rng.integers(0, WORDS, size=5)) for _ in range(args.queries)]
     embedder = LaSERTextEmbedder(model=str(root / "model"), progress_bar=False)
     embedder.warm_up()
     queries = np.asarray([embedder.run(t)["embedding"] for t in texts], dtype=np.float32)
