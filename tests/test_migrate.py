@@ -33,7 +33,8 @@ def _documents(n: int, seed: int = 0, sparse: bool = False) -> list[Document]:
         Document(
             id=f"doc-{i}", content=f"text {i} " * (1 + i % 3), embedding=rng.normal(size=DIM).tolist(),
             meta={"title": f"t{i}", "n": i, "tags": ["a", str(i % 5)], "nested": {"x": i / 7}},
-            sparse_embedding=SparseEmbedding(indices=[i % 11, 20 + i % 3], values=[1.0 + i % 4, 0.5]) if sparse else None,
+            sparse_embedding=SparseEmbedding(indices=[i % 11, 20 + i % 3], values=[1.0 + i % 4, 0.5])
+            if sparse else None,
         )
         for i in range(n)
     ]  # fmt: skip
