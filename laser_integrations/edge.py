@@ -339,6 +339,7 @@ def open_shard(
     on_disk: bool | None = None,
     optimizers: dict[str, Any] | None = None,
     payload_indexes: dict[str, str] | None = None,
+    sparse: dict[str, str | None] | None = None,
     where: str = "Qdrant Edge",
 ) -> qdrant_edge.EdgeShard:
     """Load the Edge shard in ``folder``, or create it there when the folder is missing or empty.
@@ -349,6 +350,7 @@ def open_shard(
         hnsw, quantization, on_disk, optimizers: settings, as in :func:`hnsw_config` etc.; ``None`` keeps what the
             shard has (or Qdrant's default for a new one).
         payload_indexes: payload field to index type (``{"meta.category": "keyword"}``), created when missing.
+        sparse: sparse vector name to its modifier (``"idf"`` or None), for a new shard (``laser migrate``).
         where: how errors name the store.
 
     Raises:
@@ -377,27 +379,55 @@ def open_shard(
         name: qe.EdgeVectorParams(size=size, distance=distance(similarity), on_disk=on_disk)
         for name, (size, similarity) in vectors.items()
     }
+    sparse_params = {name: qe.EdgeSparseVectorParams(modifier=sparse_modifier(modifier))
+                     for name, modifier in (sparse or {}).items()}  # fmt: skip
     config = qe.EdgeConfig(
         vectors=params[""] if list(params) == [""] else params,
+        sparse_vectors=sparse_params or None,
         hnsw_config=hnsw_config(hnsw),
         quantization_config=quantization_config(quantization),
         optimizers=optimizers_config(optimizers),
     )
-    try:
-        if existing is not None:
-            shard = qe.EdgeShard.load(str(folder), config)
-        else:
+    if existing is not None:
+        shard = load_shard(folder, config)
+    else:
+        try:
             shard = qe.EdgeShard.create(str(folder), config)
-    except Exception as e:  # Edge raises plain Exception for every failure
-        if _is_lock_error(e):
-            raise locked_error(folder) from e
-        raise
+        except Exception as e:  # Edge raises plain Exception for every failure
+            if _is_lock_error(e):
+                raise locked_error(folder) from e
+            raise
     try:
         ensure_payload_indexes(shard, payload_indexes or {})
     except Exception:
         shard.close()
         raise
     return shard
+
+
+def load_shard(folder: str | Path, config: qdrant_edge.EdgeConfig | None = None) -> qdrant_edge.EdgeShard:
+    """Load the existing shard in ``folder`` (with ``config``: checked against it and stored; None: as it is).
+
+    Raises:
+        StorageLockedError: another process holds the folder.
+    """
+    qe = require_edge()
+    try:
+        return qe.EdgeShard.load(str(folder), config)
+    except Exception as e:  # Edge raises plain Exception for every failure
+        if _is_lock_error(e):
+            raise locked_error(folder) from e
+        raise
+
+
+def sparse_modifier(modifier: str | None) -> Any:
+    """Edge's sparse-vector modifier for Qdrant's name of it (``"idf"``; None or ``"none"``: no modifier)."""
+    if modifier in (None, "none"):
+        return None
+    if str(modifier).lower() != "idf":
+        msg = f"Sparse vector modifier must be 'idf' or None, got {modifier!r}."
+        raise ValueError(msg)
+    return require_edge().Modifier.Idf
 
 
 def ensure_payload_indexes(shard: qdrant_edge.EdgeShard, indexes: dict[str, str]) -> None:

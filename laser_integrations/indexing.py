@@ -25,7 +25,7 @@ import queue
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,14 +147,22 @@ def documents_of(records: list[dict[str, Any]]) -> list[Any]:
     ]  # fmt: skip
 
 
-def request_batches(documents: list[Any], limit_bytes: int = MAX_REQUEST_BYTES) -> list[list[Any]]:
-    """Split embedded documents into upsert requests whose JSON stays under ``limit_bytes``."""
+def document_bytes(doc: Any) -> int:
+    """An upper estimate of an embedded Haystack document's JSON size in an upsert request."""
+    # A float is at most ~12 characters of JSON; payload as written; 200 bytes of keys and id.
+    return 12 * len(doc.embedding or []) + len((doc.content or "").encode()) + len(json.dumps(doc.meta)) + 200
+
+
+def request_batches(
+    documents: list[Any], limit_bytes: int = MAX_REQUEST_BYTES, size_of: Callable[[Any], int] = document_bytes
+) -> list[list[Any]]:
+    """Split embedded documents (or points, with their ``size_of``) into upsert requests whose JSON stays under
+    ``limit_bytes``."""
     batches: list[list[Any]] = []
     batch: list[Any] = []
     size = 0
     for doc in documents:
-        # A float is at most ~12 characters of JSON; payload as written; 200 bytes of keys and id.
-        point = 12 * len(doc.embedding or []) + len((doc.content or "").encode()) + len(json.dumps(doc.meta)) + 200
+        point = size_of(doc)
         if batch and size + point > limit_bytes:
             batches.append(batch)
             batch, size = [], 0

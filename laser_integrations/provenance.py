@@ -362,10 +362,14 @@ def read_folder_provenance(folder: str | os.PathLike) -> dict[str, Any] | None:
 
 def write_folder_provenance(folder: str | os.PathLike, record: dict[str, Any]) -> None:
     """Write ``record`` beside a Qdrant Edge shard atomically: a temporary file, flushed, then renamed over."""
-    path = os.path.join(folder, PROVENANCE_FILE)
+    write_json_atomically(os.path.join(folder, PROVENANCE_FILE), record)
+
+
+def write_json_atomically(path: str | os.PathLike, value: Any) -> None:
+    """Write ``value`` as JSON to ``path``: a temporary file, flushed, then renamed over the old one."""
     temporary = f"{path}.tmp-{os.getpid()}"
     with open(temporary, "w", encoding="utf-8") as f:
-        json.dump(record, f, ensure_ascii=False, indent=1, sort_keys=True)
+        json.dump(value, f, ensure_ascii=False, indent=1, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary, path)  # a reader sees the old file or the new one, never half of one

@@ -76,6 +76,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "index": ("laser_integrations.cli.index", "embed a corpus (JSONL or BEIR folder) into Qdrant, resumably"),
     "search": ("laser_integrations.cli.search", "search an indexed collection and print the top hits"),
     "eval": ("laser_integrations.cli.eval", "evaluate models on a BEIR folder or BRIGHT (nDCG@10, Recall, MRR)"),
+    "migrate": ("laser_integrations.cli.migrate",
+                "copy an embedded collection to a Qdrant server (--to-url) or a new Qdrant Edge folder (--to-path)"),
     "demo": ("laser_integrations.cli.demo", "the offline end-to-end demo: index, answer, compare with BM25 and MiniLM"),
 }
 
