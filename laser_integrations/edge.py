@@ -20,11 +20,17 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from laser_integrations.qdrant import CollectionDimensionError, LocalModeFolderError, StorageLockedError
+from laser_integrations.qdrant import (
+    CollectionDimensionError,
+    LocalModeFolderError,
+    StorageLockedError,
+    layout_error,
+)
 
 if TYPE_CHECKING:
     import qdrant_edge
@@ -284,6 +290,8 @@ def open_shard(
     on_disk: bool | None = None,
     optimizers: dict[str, Any] | None = None,
     payload_indexes: dict[str, str] | None = None,
+    sparse: list[str] | None = None,
+    hybrid_flag: str = "hybrid=True / --hybrid",
     where: str = "Qdrant Edge",
 ) -> qdrant_edge.EdgeShard:
     """Load the Edge shard in ``folder``, or create it there when the folder is missing or empty.
@@ -294,22 +302,29 @@ def open_shard(
         hnsw, quantization, on_disk, optimizers: settings, as in :func:`hnsw_config` etc.; ``None`` keeps what the
             shard has (or Qdrant's default for a new one).
         payload_indexes: payload field to index type (``{"meta.category": "keyword"}``), created when missing.
+        sparse: names of the sparse vectors (BM25's, hybrid search), each with Qdrant's IDF modifier.
+        hybrid_flag: the caller's switch for sparse vectors, as layout errors name it.
         where: how errors name the store.
 
     Raises:
         CollectionDimensionError: the shard holds vectors of another size or distance.
+        CollectionLayoutError: the shard has sparse vectors and ``sparse`` is empty, or the other way round.
         StorageLockedError: another process holds the folder.
         FileExistsError: the folder holds something that is not an Edge shard.
         LocalModeFolderError: the folder (or its parent) was written by qdrant-client's local mode.
     """
     qe = require_edge()
     folder = Path(folder).expanduser()
+    sparse = list(sparse or [])
     for candidate in (folder, folder.parent):
         if is_local_mode_folder(candidate):
             raise local_mode_error(candidate)
     existing = stored_config(folder)
     if existing is not None:
-        check_vectors(folder, existing, vectors, where)
+        # Before the dense check: a hybrid shard names its dense vector, so that check would blame the framework.
+        if bool(existing.get("sparse_vectors")) != bool(sparse):
+            raise layout_error(folder.name, f"Qdrant Edge folder {str(folder.parent)!r}", bool(sparse), hybrid_flag)
+        check_vectors(folder, existing, vectors, where, sparse)
     elif folder.exists() and any(folder.iterdir()):
         msg = (
             f"{str(folder)!r} is not empty and holds no Qdrant Edge shard ({CONFIG_FILE} is missing); refusing to "
@@ -324,6 +339,8 @@ def open_shard(
     }
     config = qe.EdgeConfig(
         vectors=params[""] if list(params) == [""] else params,
+        # Qdrant multiplies each query term by its IDF over the shard's points: BM25 (laser_integrations.sparse).
+        sparse_vectors={name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf) for name in sparse} or None,
         hnsw_config=hnsw_config(hnsw),
         quantization_config=quantization_config(quantization),
         optimizers=optimizers_config(optimizers),
@@ -362,8 +379,26 @@ def ensure_payload_indexes(shard: qdrant_edge.EdgeShard, indexes: dict[str, str]
         shard.update(qe.UpdateOperation.create_field_index(field, wanted))
 
 
-def check_vectors(folder: Path, existing: dict[str, Any], vectors: dict[str, tuple[int, str]], where: str) -> None:
-    """Raise unless the stored config ``existing`` has each of ``vectors`` (name -> size, similarity)."""
+def check_vectors(
+    folder: Path, existing: dict[str, Any], vectors: dict[str, tuple[int, str]], where: str, sparse: Sequence[str] = (),
+) -> None:  # fmt: skip
+    """Raise unless the stored config ``existing`` has each of ``vectors`` (name -> size, similarity) and each of
+    the ``sparse`` vectors, with Qdrant's IDF modifier."""
+    stored_sparse = existing.get("sparse_vectors") or {}
+    for name in sparse:
+        if name not in stored_sparse:
+            msg = (
+                f"The Qdrant Edge folder {str(folder)!r} has no sparse vector {name!r} (it has "
+                f"{sorted(stored_sparse)}): it was written with another layout (by the other framework's store?). "
+                "Give each framework its own folder."
+            )
+            raise CollectionDimensionError(msg)
+        if (stored_sparse[name] or {}).get("modifier") != "idf":
+            msg = (
+                f"{where} {str(folder)!r} holds the sparse vector {name!r} without Qdrant's IDF modifier, which BM25 "
+                "needs; rebuild it (recreate=True / --recreate)."
+            )
+            raise ValueError(msg)
     stored = existing.get("vectors") or {}
     for name, (size, similarity) in vectors.items():
         label = f"vector {name!r}" if name else "vectors"
