@@ -97,9 +97,13 @@ def test_term_ids_are_fixed_and_vectors_sorted():
         BM25SparseEncoder().encode_queries("one string")
 
 
-@pytest.fixture(scope="module")
-def hybrid_store(symmetric_encoder_dir):
-    store = open_document_store(location=":memory:", collection="hybrid", embedding_dim=64, hybrid=True)
+# Qdrant Edge (the default for a folder) and qdrant-client (in memory, standing in for a server): the same ranking.
+@pytest.fixture(scope="module", params=["edge", "client"])
+def hybrid_store(symmetric_encoder_dir, request, tmp_path_factory):
+    if request.param == "edge":
+        store = open_document_store(path=tmp_path_factory.mktemp("edge"), collection="hybrid", embedding_dim=64, hybrid=True)
+    else:
+        store = open_document_store(location=":memory:", collection="hybrid", embedding_dim=64, hybrid=True)
     indexing = Pipeline()
     indexing.add_component("dense", LaSERDocumentEmbedder(model=str(symmetric_encoder_dir), device=ComponentDevice.from_str("cpu"), progress_bar=False))
     avg = BM25SparseEncoder.fit(list(TEXTS.values())).avg_doc_length
@@ -109,7 +113,8 @@ def hybrid_store(symmetric_encoder_dir):
     indexing.connect("sparse", "writer")
     topics = {k: "calculus" if k in ("product", "integral") else "other" for k in TEXTS}
     indexing.run({"dense": {"documents": [Document(id=k, content=t, meta={"topic": topics[k]}) for k, t in TEXTS.items()]}})
-    return store
+    yield store
+    store.close()
 
 
 def test_haystack_hybrid_retriever_equals_rrf_of_dense_and_bm25(hybrid_store, symmetric_encoder_dir, encoder):
@@ -140,27 +145,36 @@ def test_hybrid_retriever_round_trips_and_loads_in_a_pipeline(hybrid_store, symm
     assert loaded.get_component("sparse").to_dict() == pipeline.get_component("sparse").to_dict()
 
 
-def test_hybrid_needs_a_sparse_collection(symmetric_encoder_dir, tmp_path):
-    # Hybrid collections are qdrant-client's (hybrid search on Qdrant Edge is not available yet).
-    dense_only = open_document_store(path=tmp_path / "q", collection="c", embedding_dim=64, engine="client")
+@pytest.mark.parametrize("engine", ["auto", "client"])  # Qdrant Edge (the default) and qdrant-client's local mode
+def test_hybrid_needs_a_sparse_collection(symmetric_encoder_dir, tmp_path, engine):
+    dense_only = open_document_store(path=tmp_path / "q", collection="c", embedding_dim=64, engine=engine)
     with pytest.raises(ValueError, match=r"use_sparse_embeddings=False.*hybrid=True"):
         LaSERHybridRetriever(document_store=dense_only, model=str(symmetric_encoder_dir))
     dense_only.write_documents([Document(id="a", content="x", embedding=[0.1] * 64)])
     dense_only.close()
     with pytest.raises(CollectionLayoutError, match=r"'c' .* without sparse BM25 vectors.*--recreate"):
-        open_document_store(path=tmp_path / "q", collection="c", embedding_dim=64, hybrid=True, engine="client")
+        open_document_store(path=tmp_path / "q", collection="c", embedding_dim=64, hybrid=True, engine=engine)
+    hybrid = open_document_store(path=tmp_path / "q", collection="h", embedding_dim=64, hybrid=True, engine=engine)
+    hybrid.write_documents([Document(id="a", content="x", embedding=[0.1] * 64)])
+    hybrid.close()
+    if engine == "auto":  # qdrant-haystack opens a hybrid collection densely; Edge refuses, naming the switch
+        with pytest.raises(CollectionLayoutError, match=r"'h' .* created for hybrid search.*open it with .*hybrid=True"):
+            open_document_store(path=tmp_path / "q", collection="h", embedding_dim=64)
     with pytest.raises(TypeError, match="use its parameter hybrid= instead"):
         open_document_store(location=":memory:", embedding_dim=64, use_sparse_embeddings=True)
 
 
-def test_llama_index_hybrid_mode_equals_rrf_sync_and_async(symmetric_encoder_dir, encoder):
+@pytest.mark.parametrize("engine", ["edge", "client"])
+def test_llama_index_hybrid_mode_equals_rrf_sync_and_async(symmetric_encoder_dir, encoder, tmp_path, engine):
     from llama_index.core import StorageContext, VectorStoreIndex
     from llama_index.core.schema import TextNode
 
+    from laser_integrations.edge import stored_config
     from laser_integrations.llama_index import LaSEREmbedding
 
     sparse = BM25SparseEncoder.fit(list(TEXTS.values()))
-    store = open_vector_store(location=":memory:", collection="li-hybrid", embedding_dim=64, hybrid=True, sparse_encoder=sparse)
+    where = {"path": tmp_path} if engine == "edge" else {"location": ":memory:"}
+    store = open_vector_store(**where, collection="li-hybrid", embedding_dim=64, hybrid=True, sparse_encoder=sparse)
     ids = {f"00000000-0000-0000-0000-{i:012d}": key for i, key in enumerate(TEXTS)}
     nodes = [TextNode(text=TEXTS[key], id_=node_id) for node_id, key in ids.items()]
     embed = LaSEREmbedding(str(symmetric_encoder_dir), device="cpu")
@@ -170,9 +184,14 @@ def test_llama_index_hybrid_mode_equals_rrf_sync_and_async(symmetric_encoder_dir
         expected = expected_rrf(dense_scores(encoder, query), bm25s_scores(query))
         assert_ranked_as([(ids[h.node.node_id], h.score) for h in retriever.retrieve(query)], expected)
         assert_ranked_as([(ids[h.node.node_id], h.score) for h in asyncio.run(retriever.aretrieve(query))], expected)
-    # the collection has Qdrant's IDF modifier on its sparse vector (BM25's IDF is Qdrant's to compute)
-    sparse_config = store.client.get_collection("li-hybrid").config.params.sparse_vectors
-    assert [c.modifier for c in sparse_config.values()] == [models.Modifier.IDF]
+    # the collection has Qdrant's IDF modifier on its sparse vector (BM25's IDF is Qdrant's to compute), named as
+    # QdrantVectorStore names it
+    if engine == "edge":
+        assert stored_config(tmp_path / "li-hybrid")["sparse_vectors"] == {"text-sparse-new": {"modifier": "idf"}}
+        store.close()
+    else:
+        sparse_config = store.client.get_collection("li-hybrid").config.params.sparse_vectors
+        assert {n: c.modifier for n, c in sparse_config.items()} == {"text-sparse-new": models.Modifier.IDF}
 
 
 def test_hybrid_query_uses_prefetch_depth(encoder):
