@@ -25,11 +25,17 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from laser_integrations.qdrant import CollectionDimensionError, LocalModeFolderError, StorageLockedError
+from laser_integrations.qdrant import (
+    CollectionDimensionError,
+    LocalModeFolderError,
+    StorageLockedError,
+    layout_error,
+)
 
 if TYPE_CHECKING:
     import qdrant_edge
@@ -339,7 +345,8 @@ def open_shard(
     on_disk: bool | None = None,
     optimizers: dict[str, Any] | None = None,
     payload_indexes: dict[str, str] | None = None,
-    sparse: dict[str, str | None] | None = None,
+    sparse: dict[str, str | None] | list[str] | None = None,
+    hybrid_flag: str = "hybrid=True / --hybrid",
     where: str = "Qdrant Edge",
 ) -> qdrant_edge.EdgeShard:
     """Load the Edge shard in ``folder``, or create it there when the folder is missing or empty.
@@ -350,23 +357,31 @@ def open_shard(
         hnsw, quantization, on_disk, optimizers: settings, as in :func:`hnsw_config` etc.; ``None`` keeps what the
             shard has (or Qdrant's default for a new one).
         payload_indexes: payload field to index type (``{"meta.category": "keyword"}``), created when missing.
-        sparse: sparse vector name to its modifier (``"idf"`` or None), for a new shard (``laser migrate``).
+        sparse: the sparse vectors: a list of names, each with Qdrant's IDF modifier (BM25's, hybrid search), or
+            a dict of name to modifier (``"idf"`` or None: ``laser migrate`` copies a source's).
+        hybrid_flag: the caller's switch for sparse vectors, as layout errors name it.
         where: how errors name the store.
 
     Raises:
         CollectionDimensionError: the shard holds vectors of another size or distance.
+        CollectionLayoutError: the shard has sparse vectors and ``sparse`` is empty, or the other way round.
         StorageLockedError: another process holds the folder.
         FileExistsError: the folder holds something that is not an Edge shard.
         LocalModeFolderError: the folder (or its parent) was written by qdrant-client's local mode.
     """
     qe = require_edge()
     folder = Path(folder).expanduser()
+    modifiers = dict(sparse) if isinstance(sparse, dict) else {name: "idf" for name in sparse or []}
+    sparse = list(modifiers)
     for candidate in (folder, folder.parent):
         if is_local_mode_folder(candidate):
             raise local_mode_error(candidate)
     existing = stored_config(folder)
     if existing is not None:
-        check_vectors(folder, existing, vectors, where)
+        # Before the dense check: a hybrid shard names its dense vector, so that check would blame the framework.
+        if bool(existing.get("sparse_vectors")) != bool(sparse):
+            raise layout_error(folder.name, f"Qdrant Edge folder {str(folder.parent)!r}", bool(sparse), hybrid_flag)
+        check_vectors(folder, existing, vectors, where, sparse)
     elif folder.exists() and any(folder.iterdir()):
         msg = (
             f"{str(folder)!r} is not empty and holds no Qdrant Edge shard ({CONFIG_FILE} is missing); refusing to "
@@ -379,8 +394,9 @@ def open_shard(
         name: qe.EdgeVectorParams(size=size, distance=distance(similarity), on_disk=on_disk)
         for name, (size, similarity) in vectors.items()
     }
+    # Qdrant multiplies each query term by its IDF over the shard's points: BM25 (laser_integrations.sparse).
     sparse_params = {name: qe.EdgeSparseVectorParams(modifier=sparse_modifier(modifier))
-                     for name, modifier in (sparse or {}).items()}  # fmt: skip
+                     for name, modifier in modifiers.items()}  # fmt: skip
     config = qe.EdgeConfig(
         vectors=params[""] if list(params) == [""] else params,
         sparse_vectors=sparse_params or None,
@@ -447,8 +463,26 @@ def ensure_payload_indexes(shard: qdrant_edge.EdgeShard, indexes: dict[str, str]
         shard.update(qe.UpdateOperation.create_field_index(field, wanted))
 
 
-def check_vectors(folder: Path, existing: dict[str, Any], vectors: dict[str, tuple[int, str]], where: str) -> None:
-    """Raise unless the stored config ``existing`` has each of ``vectors`` (name -> size, similarity)."""
+def check_vectors(
+    folder: Path, existing: dict[str, Any], vectors: dict[str, tuple[int, str]], where: str, sparse: Sequence[str] = (),
+) -> None:  # fmt: skip
+    """Raise unless the stored config ``existing`` has each of ``vectors`` (name -> size, similarity) and each of
+    the ``sparse`` vectors, with Qdrant's IDF modifier."""
+    stored_sparse = existing.get("sparse_vectors") or {}
+    for name in sparse:
+        if name not in stored_sparse:
+            msg = (
+                f"The Qdrant Edge folder {str(folder)!r} has no sparse vector {name!r} (it has "
+                f"{sorted(stored_sparse)}): it was written with another layout (by the other framework's store?). "
+                "Give each framework its own folder."
+            )
+            raise CollectionDimensionError(msg)
+        if (stored_sparse[name] or {}).get("modifier") != "idf":
+            msg = (
+                f"{where} {str(folder)!r} holds the sparse vector {name!r} without Qdrant's IDF modifier, which BM25 "
+                "needs; rebuild it (recreate=True / --recreate)."
+            )
+            raise ValueError(msg)
     stored = existing.get("vectors") or {}
     for name, (size, similarity) in vectors.items():
         label = f"vector {name!r}" if name else "vectors"

@@ -3,7 +3,11 @@
 Points are laid out as llama-index-vector-stores-qdrant's ``QdrantVectorStore`` lays them out (one named dense
 vector ``"text-dense"``, the payload of ``node_to_metadata_dict``: the node's metadata at the top level, the node
 itself in ``_node_content``, its document in ``doc_id``/``ref_doc_id``/``document_id``), so the points can move to
-a Qdrant server collection that ``QdrantVectorStore`` reads.
+a Qdrant server collection that ``QdrantVectorStore`` reads. With ``enable_hybrid=True``, also its sparse vector
+``"text-sparse-new"`` (with Qdrant's IDF modifier), filled by ``sparse_doc_fn`` and searched with
+``sparse_query_fn`` as ``QdrantVectorStore`` does: ``vector_store_query_mode="hybrid"`` runs a dense and a sparse
+search and fuses them with ``hybrid_fusion_fn`` (default: Qdrant's RRF, ``laser_integrations.hybrid``), and
+``"sparse"`` runs the sparse search alone.
 
 Example:
     >>> from llama_index.core import StorageContext, VectorStoreIndex
@@ -18,10 +22,11 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
-from llama_index.core.schema import BaseNode
+from llama_index.core.schema import BaseNode, MetadataMode
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
     FilterCondition,
@@ -37,6 +42,9 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 from . import edge
 
 DEFAULT_VECTOR_NAME = "text-dense"  # QdrantVectorStore's name for the dense vector
+DEFAULT_SPARSE_VECTOR_NAME = "text-sparse-new"  # and for the sparse one
+# QdrantVectorStore's sparse encoders: texts -> (indices of each text, values of each text).
+SparseEncoderCallable = Callable[[list[str]], tuple[list[list[int]], list[list[float]]]]
 DOC_ID_KEY = "doc_id"
 # Node ids that are not UUIDs (Qdrant accepts only UUIDs and integers) become uuid5 in this namespace.
 NODE_ID_NAMESPACE = uuid.UUID("0b8f5a8e-6a34-4d7e-9b3c-5b1f0c9f2d41")
@@ -70,6 +78,13 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
         index_doc_id: index ``doc_id`` (deletes by document use it), as QdrantVectorStore does.
         batch_size: nodes per update sent to Edge.
         optimize_after_add: run the optimizers at the end of each ``add``.
+        enable_hybrid: also store a sparse vector per node (``sparse_vector_name``), for the ``hybrid`` and
+            ``sparse`` query modes. A shard created with the other setting is refused (``CollectionLayoutError``).
+        sparse_vector_name: name of the sparse vector (QdrantVectorStore's ``"text-sparse-new"``).
+        sparse_doc_fn, sparse_query_fn: the sparse encoders of node texts and query texts (default: BM25,
+            ``laser_integrations.sparse.BM25SparseEncoder()``'s ``llama_index_doc_fn`` / ``llama_index_query_fn``).
+        hybrid_fusion_fn: ``(dense_result, sparse_result, alpha, top_k) -> result`` (default: Qdrant's RRF,
+            ``laser_integrations.hybrid.llama_index_rrf_fusion``).
     """
 
     stores_text: bool = True
@@ -89,11 +104,37 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
     index_doc_id: bool = True
     batch_size: int = Field(default=256, gt=0)
     optimize_after_add: bool = True
+    enable_hybrid: bool = False
+    sparse_vector_name: str = DEFAULT_SPARSE_VECTOR_NAME
 
     _shard: Any = PrivateAttr(default=None)
+    _sparse_doc_fn: SparseEncoderCallable | None = PrivateAttr(default=None)
+    _sparse_query_fn: SparseEncoderCallable | None = PrivateAttr(default=None)
+    _hybrid_fusion_fn: Callable[..., VectorStoreQueryResult] | None = PrivateAttr(default=None)
 
-    def __init__(self, path: str | Path, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        sparse_doc_fn: SparseEncoderCallable | None = None,
+        sparse_query_fn: SparseEncoderCallable | None = None,
+        hybrid_fusion_fn: Callable[..., VectorStoreQueryResult] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(path=str(path), **kwargs)
+        given = [n for n, f in (("sparse_doc_fn", sparse_doc_fn), ("sparse_query_fn", sparse_query_fn),
+                                ("hybrid_fusion_fn", hybrid_fusion_fn)) if f is not None]  # fmt: skip
+        if given and not self.enable_hybrid:
+            msg = f"{', '.join(given)} serve hybrid search only; pass enable_hybrid=True as well, or drop them."
+            raise ValueError(msg)
+        if self.enable_hybrid:
+            from .hybrid import llama_index_rrf_fusion
+            from .sparse import BM25SparseEncoder
+
+            bm25 = BM25SparseEncoder()
+            self._sparse_doc_fn = sparse_doc_fn or bm25.llama_index_doc_fn
+            self._sparse_query_fn = sparse_query_fn or bm25.llama_index_query_fn
+            self._hybrid_fusion_fn = hybrid_fusion_fn or llama_index_rrf_fusion
         edge.distance(self.similarity)  # validate now, not at first use
         edge.hnsw_config(self.hnsw_config)
         edge.quantization_config(self.quantization_config)
@@ -146,6 +187,8 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
             on_disk=self.on_disk,
             optimizers=self.optimizers_config,
             payload_indexes=indexes,
+            sparse=[self.sparse_vector_name] if self.enable_hybrid else None,
+            hybrid_flag="enable_hybrid=True / hybrid=True",
             where="QdrantEdgeVectorStore",
         )
         self.embedding_dim = size
@@ -199,13 +242,21 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
             raise ValueError(msg)
         qe = edge.require_edge()
         for start in range(0, len(nodes), self.batch_size):
+            batch = nodes[start : start + self.batch_size]
+            vectors: list[dict[str, Any]] = [{self.vector_name: node.get_embedding()} for node in batch]
+            if self._sparse_doc_fn is not None:  # the text QdrantVectorStore encodes: what the dense model embeds
+                texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in batch]
+                indices, values = self._sparse_doc_fn(texts)
+                for vector, ids, weights in zip(vectors, indices, values, strict=True):
+                    if ids:  # a text without terms has no sparse vector (the sparse search cannot find it)
+                        vector[self.sparse_vector_name] = qe.SparseVector(indices=list(ids), values=list(weights))
             points = [
                 qe.Point(
                     id=point_id(node.node_id),
-                    vector={self.vector_name: node.get_embedding()},
+                    vector=vector,
                     payload=node_to_metadata_dict(node, remove_text=False, flat_metadata=self.flat_metadata),
                 )
-                for node in nodes[start : start + self.batch_size]
+                for node, vector in zip(batch, vectors, strict=True)
             ]
             shard.update(qe.UpdateOperation.upsert_points(points))
         if self.optimize_after_add:
@@ -262,17 +313,33 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
             shard.update(qe.UpdateOperation.delete_points_by_filter(qe.Filter()))
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """The ``similarity_top_k`` nearest nodes to ``query.query_embedding`` that match its filters."""
-        if query.mode != VectorStoreQueryMode.DEFAULT:
-            msg = f"QdrantEdgeVectorStore answers dense queries only (mode 'default'), not {query.mode.value!r}."
+        """The ``similarity_top_k`` nearest nodes to ``query.query_embedding`` that match its filters.
+
+        Modes as ``QdrantVectorStore`` answers them: ``default`` (dense); with ``enable_hybrid``, ``hybrid`` (a
+        dense search ``similarity_top_k`` deep and a sparse one ``sparse_top_k`` deep, fused by
+        ``hybrid_fusion_fn`` into ``hybrid_top_k`` nodes, weighted by ``alpha``) and ``sparse``.
+        """
+        modes = [VectorStoreQueryMode.DEFAULT]
+        if self.enable_hybrid:
+            modes += [VectorStoreQueryMode.HYBRID, VectorStoreQueryMode.SPARSE]
+        if query.mode not in modes:
+            hint = "" if self.enable_hybrid else " (hybrid and sparse need enable_hybrid=True / hybrid=True)"
+            msg = (
+                f"QdrantEdgeVectorStore answers the query modes {[m.value for m in modes]}{hint}, not "
+                f"{query.mode.value!r}."
+            )
             raise ValueError(msg)
-        if query.query_embedding is None:
+        sparse_mode = query.mode in (VectorStoreQueryMode.HYBRID, VectorStoreQueryMode.SPARSE)
+        if sparse_mode and not query.query_str:
+            msg = f"A {query.mode.value!r} query needs query_str, the text the sparse encoder turns into terms."
+            raise ValueError(msg)
+        if query.mode != VectorStoreQueryMode.SPARSE and query.query_embedding is None:
             msg = "The query has no query_embedding; embed it with the index's embed model."
             raise ValueError(msg)
         shard = self._open()
         if shard is None:
             return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
-        if len(query.query_embedding) != self.embedding_dim:
+        if query.query_embedding is not None and len(query.query_embedding) != self.embedding_dim:
             msg = (
                 f"The query embedding has {len(query.query_embedding)} values, but {str(self.folder)!r} holds "
                 f"vectors of {self.embedding_dim}; embed the query with the model the nodes were embedded with."
@@ -284,13 +351,34 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
         if query.doc_ids:
             of_documents = qe.Filter(should=[edge.equal(DOC_ID_KEY, d) for d in query.doc_ids])
             condition = qe.Filter(must=[condition, of_documents])
+        if sparse_mode:
+            assert self._sparse_query_fn is not None and query.query_str is not None  # set with enable_hybrid
+            indices, values = self._sparse_query_fn([query.query_str])
+            sparse = qe.SparseVector(indices=list(indices[0]), values=list(values[0]))
+            depth = query.sparse_top_k or query.similarity_top_k
+            sparse_result = self._search(shard, sparse, self.sparse_vector_name, depth, condition)
+            if query.mode == VectorStoreQueryMode.SPARSE:
+                return sparse_result
+        dense = [float(x) for x in query.query_embedding]  # type: ignore[union-attr]
+        dense_result = self._search(shard, dense, self.vector_name, query.similarity_top_k, condition)
+        if query.mode == VectorStoreQueryMode.DEFAULT:
+            return dense_result
+        assert self._hybrid_fusion_fn is not None
+        return self._hybrid_fusion_fn(
+            dense_result, sparse_result, alpha=query.alpha if query.alpha is not None else 0.5,
+            top_k=query.hybrid_top_k or query.similarity_top_k,
+        )  # fmt: skip
+
+    def _search(self, shard: Any, vector: Any, using: str, limit: int, condition: Any) -> VectorStoreQueryResult:
+        """One search of the vector ``using``: the ``limit`` best nodes matching ``condition``, best first."""
+        qe = edge.require_edge()
         request = qe.QueryRequest(
-            limit=query.similarity_top_k,
-            query=qe.Query.Nearest([float(x) for x in query.query_embedding], using=self.vector_name),
+            limit=limit,
+            query=qe.Query.Nearest(vector, using=using),
             filter=condition,
             with_payload=True,
             with_vector=[self.vector_name],
-            params=edge.search_params(self.search_params),
+            params=edge.search_params(self.search_params) if using == self.vector_name else None,
         )
         points = shard.query(request)
         nodes = [self._node(point) for point in points]

@@ -365,17 +365,21 @@ def check_vector_size(client: QdrantClient, collection: str, dimension: int, whe
         raise _dimension_error(collection, size, dimension, where)
 
 
-def _layout_error(collection: str, where: str, hybrid: bool) -> CollectionLayoutError:
+def layout_error(
+    collection: str, where: str, hybrid: bool, flag: str = "hybrid=True / --hybrid"
+) -> CollectionLayoutError:
+    """The refusal of a collection whose sparse vectors (or their absence) do not match ``hybrid``; ``flag`` is how
+    the caller turns sparse vectors on."""
     if hybrid:
         msg = (
             f"Collection {collection!r} in {where} was created without sparse BM25 vectors, which hybrid search "
-            "needs. Index it again with hybrid=True / --hybrid and recreate=True / --recreate (or into another "
-            "collection), or search it densely (without hybrid / --hybrid)."
+            f"needs. Index it again with {flag} and recreate=True / --recreate (or into another "
+            f"collection), or search it densely (without {flag})."
         )
     else:
         msg = (
             f"Collection {collection!r} in {where} was created for hybrid search (dense and sparse BM25 vectors); "
-            "open it with hybrid=True / --hybrid."
+            f"open it with {flag}."
         )
     return CollectionLayoutError(msg)
 
@@ -400,7 +404,7 @@ def warn_if_large(client: QdrantClient, collection: str, *, embedded: bool) -> i
 
 
 def _edge_engine(engine: str, opener: str, path: str | Path | None, api_key: Secret | None = None,
-                 hybrid: bool = False, **given: Any) -> bool:  # fmt: skip
+                 **given: Any) -> bool:  # fmt: skip
     """Whether the opener uses Qdrant Edge (:func:`resolve_engine`); refuses what an Edge folder cannot honour."""
     if resolve_engine(engine, path=path, location=given.get("location"), url=given.get("url"),
                       client=given.get("client")) == "client":  # fmt: skip
@@ -413,13 +417,6 @@ def _edge_engine(engine: str, opener: str, path: str | Path | None, api_key: Sec
             f"{opener}(engine={engine!r}) opens an embedded Qdrant Edge folder (path=...), a single shard on this "
             f"machine; it cannot take {', '.join(refused)} (location/url/api_key, clients and shards are "
             "qdrant-client's: a server or cluster with url=..., or engine='client'). Remove them."
-        )
-        raise ValueError(msg)
-    if hybrid:
-        msg = (
-            f"{opener}: hybrid search (BM25 sparse vectors) is not available on Qdrant Edge, the default engine "
-            "for an embedded folder, in this version. Search densely (without hybrid / --hybrid), or use "
-            "qdrant-client's local mode with engine='client' (CLI: --engine client), or a server with url=... (--url)."
         )
         raise ValueError(msg)
     _require("qdrant_edge", "qdrant")
@@ -544,7 +541,13 @@ def open_document_store(
         ValueError: a server-only setting (``hnsw_config``, ``quantization_config``, ``shard_number``...) in
             embedded mode, where Qdrant would ignore it.
     """
-    if _edge_engine(engine, "open_document_store", path, api_key=api_key, hybrid=hybrid, location=location,
+    for name in ("use_sparse_embeddings", "sparse_idf", "embedding_dim", "index", "recreate_index"):
+        if name in store_kwargs:
+            fix = {"use_sparse_embeddings": "hybrid", "sparse_idf": "hybrid", "index": "collection",
+                   "recreate_index": "recreate"}.get(name, name)  # fmt: skip
+            msg = f"open_document_store sets {name} itself; use its parameter {fix}= instead."
+            raise TypeError(msg)
+    if _edge_engine(engine, "open_document_store", path, api_key=api_key, location=location,
                     url=url, shard_number=shard_number, replication_factor=replication_factor,
                     write_consistency_factor=write_consistency_factor):  # fmt: skip
         _require("haystack_integrations.document_stores.laser_edge", "haystack")
@@ -566,7 +569,7 @@ def open_document_store(
         _drop_progress_bar(QdrantEdgeDocumentStore, store_kwargs)
         edge_store = QdrantEdgeDocumentStore(
             path=root, index=collection, embedding_dim=embedding_dim, similarity=similarity, recreate_index=recreate,
-            **store_kwargs,
+            use_sparse_embeddings=hybrid, **store_kwargs,
         )  # fmt: skip
         _open_edge(edge_store, root=root, collection=collection, dimension=embedding_dim, record=provenance,
                    read_only=read_only, allow_mismatch=allow_model_mismatch)  # fmt: skip
@@ -578,12 +581,6 @@ def open_document_store(
     params, where = _connection(path, location, url)
     _resolve_api_key(api_key, url)  # only validates: a plain-string key would be serialized with a pipeline
     _check_similarity(similarity)
-    for name in ("use_sparse_embeddings", "sparse_idf", "embedding_dim", "index", "recreate_index"):
-        if name in store_kwargs:
-            fix = {"use_sparse_embeddings": "hybrid", "sparse_idf": "hybrid", "index": "collection",
-                   "recreate_index": "recreate"}.get(name, name)  # fmt: skip
-            msg = f"open_document_store sets {name} itself; use its parameter {fix}= instead."
-            raise TypeError(msg)
     if url is None:
         _refuse_server_only(
             {"shard_number": shard_number, "replication_factor": replication_factor,
@@ -637,7 +634,7 @@ def open_document_store(
         if "sparse" not in str(e):
             raise
         store.close()
-        raise _layout_error(collection, where, hybrid) from e
+        raise layout_error(collection, where, hybrid) from e
     except ValueError as e:
         if "vector size" not in str(e):
             raise
@@ -786,10 +783,27 @@ def open_vector_store(
         ValueError: a server-only setting (``quantization_config``, HNSW in ``dense_config``, shards) in embedded
             mode, where Qdrant would ignore it.
     """
-    if _edge_engine(engine, "open_vector_store", path, api_key=api_key, hybrid=hybrid, location=location, url=url,
+    for name in ("enable_hybrid", "sparse_doc_fn", "sparse_query_fn", "hybrid_fusion_fn", "sparse_config"):
+        if name in store_kwargs and hybrid:
+            msg = f"open_vector_store(hybrid=True) sets {name} itself; pass either hybrid=True or your own {name}."
+            raise TypeError(msg)
+    if sparse_encoder is not None and not hybrid:
+        msg = "sparse_encoder is used by hybrid search only; pass hybrid=True as well, or drop sparse_encoder."
+        raise ValueError(msg)
+    if hybrid:
+        from .hybrid import llama_index_rrf_fusion
+        from .sparse import BM25SparseEncoder
+
+        sparse_encoder = sparse_encoder or BM25SparseEncoder()
+        store_kwargs.update(
+            enable_hybrid=True,
+            sparse_doc_fn=sparse_encoder.llama_index_doc_fn,
+            sparse_query_fn=sparse_encoder.llama_index_query_fn,
+            hybrid_fusion_fn=llama_index_rrf_fusion,
+        )
+    if _edge_engine(engine, "open_vector_store", path, api_key=api_key, location=location, url=url,
                     shard_number=shard_number, replication_factor=replication_factor,
-                    write_consistency_factor=write_consistency_factor, client=client, aclient=aclient,
-                    sparse_encoder=sparse_encoder):  # fmt: skip
+                    write_consistency_factor=write_consistency_factor, client=client, aclient=aclient):  # fmt: skip
         _require("llama_index.core", "llama-index")
         from . import edge
         from .edge_vector_store import QdrantEdgeVectorStore
@@ -826,10 +840,6 @@ def open_vector_store(
     if read_only and client is None:
         require_collection(collection, path=path, location=location, url=url, api_key=api_key, engine="client")
     owns_client = client is None
-    for name in ("enable_hybrid", "sparse_doc_fn", "sparse_query_fn", "hybrid_fusion_fn", "sparse_config"):
-        if name in store_kwargs and hybrid:
-            msg = f"open_vector_store(hybrid=True) sets {name} itself; pass either hybrid=True or your own {name}."
-            raise TypeError(msg)
     if client is None:
         _, where = _connection(path, location, url)
         client = open_client(path=path, location=location, url=url, api_key=api_key)
@@ -864,20 +874,9 @@ def open_vector_store(
         # Payload indexes do nothing in embedded Qdrant (qdrant-client warns on each); servers keep them.
         store_kwargs.setdefault("index_doc_id", False)
     if hybrid:
-        from .hybrid import llama_index_rrf_fusion
-        from .sparse import BM25SparseEncoder, sparse_vector_params
+        from .sparse import sparse_vector_params
 
-        sparse_encoder = sparse_encoder or BM25SparseEncoder()
-        store_kwargs.update(
-            enable_hybrid=True,
-            sparse_doc_fn=sparse_encoder.llama_index_doc_fn,
-            sparse_query_fn=sparse_encoder.llama_index_query_fn,
-            hybrid_fusion_fn=llama_index_rrf_fusion,
-            sparse_config=sparse_vector_params(),
-        )
-    elif sparse_encoder is not None:
-        msg = "sparse_encoder is used by hybrid search only; pass hybrid=True as well, or drop sparse_encoder."
-        raise ValueError(msg)
+        store_kwargs["sparse_config"] = sparse_vector_params()  # Qdrant's IDF modifier: BM25's IDF
     with _quiet_unsynced_warning():
         store = QdrantVectorStore(
             collection_name=collection,

@@ -168,10 +168,11 @@ def test_locked_folder_is_reported(common, tmp_path, capsys):
     assert re.search(r"Qdrant Edge folder '.*qdrant/docs' is already opened by another process", capsys.readouterr().err)
 
 
-def test_hybrid_index_and_search_fuse_dense_and_bm25_by_rrf(common, tmp_path, capsys):
+@pytest.mark.parametrize("engine", ["auto", "client"])  # Qdrant Edge (the default) and qdrant-client's local mode
+def test_hybrid_index_and_search_fuse_dense_and_bm25_by_rrf(common, tmp_path, capsys, engine):
     import bm25s
 
-    common = [*common, "--engine", "client"]  # hybrid search runs on qdrant-client (local mode here), not on Edge yet
+    common = [*common, "--engine", engine]
     corpus = write_jsonl(tmp_path / "corpus.jsonl", CORPUS)
     assert main(["index", str(corpus), *common, "--hybrid", "--no-progress", "--chunk-size", "2"]) == 0
     out, err = capsys.readouterr()
@@ -192,18 +193,30 @@ def test_hybrid_index_and_search_fuse_dense_and_bm25_by_rrf(common, tmp_path, ca
     hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {h["id"]: pytest.approx(h["score"], rel=1e-5) for h in hits} == expected
     assert hits[0]["id"] == "primes"
+    # Resumed: nothing re-embedded, and the reopened folder still holds each document's sparse vector.
+    assert main(["index", str(corpus), *common, "--hybrid", "--no-progress"]) == 0
+    assert "Indexed 0 new documents (5 already present, 0 re-embedded" in capsys.readouterr().out
+    assert main(["search", query, *common, "--json", "--top-k", "5", "--hybrid"]) == 0
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == hits
 
 
-def test_hybrid_search_of_a_dense_collection_says_how_to_fix_it(common, tmp_path, capsys):
+@pytest.mark.parametrize("engine", ["auto", "client"])
+def test_hybrid_search_of_a_dense_collection_says_how_to_fix_it(common, tmp_path, capsys, engine):
     corpus = write_jsonl(tmp_path / "corpus.jsonl", CORPUS[:2])
-    local = [*common, "--engine", "client"]  # hybrid search runs on qdrant-client (local mode here), not on Edge yet
-    assert main(["index", str(corpus), *local, "--no-progress"]) == 0
+    common = [*common, "--engine", engine]
+    assert main(["index", str(corpus), *common, "--no-progress"]) == 0
     capsys.readouterr()
-    assert main(["search", "primes", *local, "--hybrid"]) == 2  # bad usage for this collection
+    assert main(["search", "primes", *common, "--hybrid"]) == 2  # bad usage for this collection
     assert "without sparse BM25 vectors, which hybrid search needs" in capsys.readouterr().err
-    # On the Edge default, --hybrid is refused (exit 2) with the way that works, before anything is written.
-    assert main(["index", str(corpus), *common, "--hybrid", "--no-progress"]) == 2
-    assert "not available on Qdrant Edge" in capsys.readouterr().err and not (tmp_path / "qdrant" / "docs").exists()
+    # Nor can --hybrid add sparse vectors to it: refused (exit 2) before anything is written, naming --recreate.
+    more = write_jsonl(tmp_path / "more.jsonl", CORPUS)
+    assert main(["index", str(more), *common, "--hybrid", "--no-progress"]) == 2
+    assert "--recreate" in capsys.readouterr().err
+    store = open_document_store(path=tmp_path / "qdrant", collection="docs", embedding_dim=64, engine=engine)
+    try:
+        assert sorted(d.id for d in store.filter_documents()) == sorted(r["_id"] for r in CORPUS[:2])
+    finally:
+        store.close()
 
 
 def test_index_into_edge_builds_once_at_the_end_with_the_new_folder_defaults(common, tmp_path, monkeypatch, capsys):

@@ -29,7 +29,7 @@ from haystack.testing.document_store import (
 from qdrant_client import QdrantClient
 
 from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentStore
-from laser_integrations.qdrant import CollectionDimensionError, StorageLockedError
+from laser_integrations.qdrant import CollectionDimensionError, CollectionLayoutError, StorageLockedError
 
 qe = pytest.importorskip("qdrant_edge")
 
@@ -319,8 +319,8 @@ def test_open_document_store_engine_edge(tmp_path):
     recreated.close()
     with pytest.raises(ValueError, match=r"engine='edge'\) opens an embedded Qdrant Edge folder.*take url"):
         open_document_store(engine="edge", url="http://localhost:6333", hybrid=True, embedding_dim=DIM)
-    with pytest.raises(ValueError, match=r"hybrid search \(BM25 sparse vectors\) is not available on Qdrant Edge"):
-        open_document_store(engine="edge", path=tmp_path, hybrid=True, embedding_dim=DIM)
+    with pytest.raises(CollectionLayoutError, match=r"'docs' in Qdrant Edge folder .* without sparse BM25 vectors"):
+        open_document_store(engine="edge", path=tmp_path, collection="docs", hybrid=True, embedding_dim=16)
     with pytest.raises(ValueError, match=r"engine must be one of \['auto', 'client', 'edge'\], got 'server'"):
         open_document_store(engine="server", location=":memory:", embedding_dim=DIM)
 

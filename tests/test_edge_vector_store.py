@@ -165,7 +165,7 @@ def test_delete_by_document_and_by_node_ids(store):
 
 def test_refuses_what_it_cannot_honour(store, tmp_path):
     store.add(_nodes(3))
-    with pytest.raises(ValueError, match="dense queries only"):
+    with pytest.raises(ValueError, match=r"answers the query modes \[.default.\] \(hybrid and sparse need enable_hybrid=True"):
         store.query(VectorStoreQuery(query_embedding=[0.0] * DIM, mode=VectorStoreQueryMode.HYBRID))
     with pytest.raises(ValueError, match="query embedding has 2 values, but .* holds vectors of 8"):
         store.query(VectorStoreQuery(query_embedding=[0.0, 1.0]))

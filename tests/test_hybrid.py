@@ -11,13 +11,14 @@ from haystack import Document, Pipeline
 from haystack.components.writers import DocumentWriter
 from haystack.document_stores.types import DuplicatePolicy
 from haystack.utils import ComponentDevice
+from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
 from qdrant_client import models
 
 from haystack_integrations.components.embedders.laser import LaSERDocumentEmbedder
 from haystack_integrations.components.embedders.laser_sparse import BM25SparseDocumentEmbedder
 from haystack_integrations.components.retrievers.laser import LaSERHybridRetriever
 from laser_integrations import LaSEREncoder
-from laser_integrations.hybrid import hybrid_query
+from laser_integrations.hybrid import hybrid_query, rrf_scores
 from laser_integrations.qdrant import CollectionLayoutError, open_client, open_document_store, open_vector_store
 from laser_integrations.sparse import BM25SparseEncoder, sparse_vector_params, term_id
 
@@ -97,9 +98,13 @@ def test_term_ids_are_fixed_and_vectors_sorted():
         BM25SparseEncoder().encode_queries("one string")
 
 
-@pytest.fixture(scope="module")
-def hybrid_store(symmetric_encoder_dir):
-    store = open_document_store(location=":memory:", collection="hybrid", embedding_dim=64, hybrid=True)
+# Qdrant Edge (the default for a folder) and qdrant-client (in memory, standing in for a server): the same ranking.
+@pytest.fixture(scope="module", params=["edge", "client"])
+def hybrid_store(symmetric_encoder_dir, request, tmp_path_factory):
+    if request.param == "edge":
+        store = open_document_store(path=tmp_path_factory.mktemp("edge"), collection="hybrid", embedding_dim=64, hybrid=True)
+    else:
+        store = open_document_store(location=":memory:", collection="hybrid", embedding_dim=64, hybrid=True)
     indexing = Pipeline()
     indexing.add_component("dense", LaSERDocumentEmbedder(model=str(symmetric_encoder_dir), device=ComponentDevice.from_str("cpu"), progress_bar=False))
     avg = BM25SparseEncoder.fit(list(TEXTS.values())).avg_doc_length
@@ -109,7 +114,8 @@ def hybrid_store(symmetric_encoder_dir):
     indexing.connect("sparse", "writer")
     topics = {k: "calculus" if k in ("product", "integral") else "other" for k in TEXTS}
     indexing.run({"dense": {"documents": [Document(id=k, content=t, meta={"topic": topics[k]}) for k, t in TEXTS.items()]}})
-    return store
+    yield store
+    store.close()
 
 
 def test_haystack_hybrid_retriever_equals_rrf_of_dense_and_bm25(hybrid_store, symmetric_encoder_dir, encoder):
@@ -140,27 +146,36 @@ def test_hybrid_retriever_round_trips_and_loads_in_a_pipeline(hybrid_store, symm
     assert loaded.get_component("sparse").to_dict() == pipeline.get_component("sparse").to_dict()
 
 
-def test_hybrid_needs_a_sparse_collection(symmetric_encoder_dir, tmp_path):
-    # Hybrid collections are qdrant-client's (hybrid search on Qdrant Edge is not available yet).
-    dense_only = open_document_store(path=tmp_path / "q", collection="c", embedding_dim=64, engine="client")
+@pytest.mark.parametrize("engine", ["auto", "client"])  # Qdrant Edge (the default) and qdrant-client's local mode
+def test_hybrid_needs_a_sparse_collection(symmetric_encoder_dir, tmp_path, engine):
+    dense_only = open_document_store(path=tmp_path / "q", collection="c", embedding_dim=64, engine=engine)
     with pytest.raises(ValueError, match=r"use_sparse_embeddings=False.*hybrid=True"):
         LaSERHybridRetriever(document_store=dense_only, model=str(symmetric_encoder_dir))
     dense_only.write_documents([Document(id="a", content="x", embedding=[0.1] * 64)])
     dense_only.close()
     with pytest.raises(CollectionLayoutError, match=r"'c' .* without sparse BM25 vectors.*--recreate"):
-        open_document_store(path=tmp_path / "q", collection="c", embedding_dim=64, hybrid=True, engine="client")
+        open_document_store(path=tmp_path / "q", collection="c", embedding_dim=64, hybrid=True, engine=engine)
+    hybrid = open_document_store(path=tmp_path / "q", collection="h", embedding_dim=64, hybrid=True, engine=engine)
+    hybrid.write_documents([Document(id="a", content="x", embedding=[0.1] * 64)])
+    hybrid.close()
+    if engine == "auto":  # qdrant-haystack opens a hybrid collection densely; Edge refuses, naming the switch
+        with pytest.raises(CollectionLayoutError, match=r"'h' .* created for hybrid search.*open it with .*hybrid=True"):
+            open_document_store(path=tmp_path / "q", collection="h", embedding_dim=64)
     with pytest.raises(TypeError, match="use its parameter hybrid= instead"):
         open_document_store(location=":memory:", embedding_dim=64, use_sparse_embeddings=True)
 
 
-def test_llama_index_hybrid_mode_equals_rrf_sync_and_async(symmetric_encoder_dir, encoder):
+@pytest.mark.parametrize("engine", ["edge", "client"])
+def test_llama_index_hybrid_mode_equals_rrf_sync_and_async(symmetric_encoder_dir, encoder, tmp_path, engine):
     from llama_index.core import StorageContext, VectorStoreIndex
     from llama_index.core.schema import TextNode
 
+    from laser_integrations.edge import stored_config
     from laser_integrations.llama_index import LaSEREmbedding
 
     sparse = BM25SparseEncoder.fit(list(TEXTS.values()))
-    store = open_vector_store(location=":memory:", collection="li-hybrid", embedding_dim=64, hybrid=True, sparse_encoder=sparse)
+    where = {"path": tmp_path} if engine == "edge" else {"location": ":memory:"}
+    store = open_vector_store(**where, collection="li-hybrid", embedding_dim=64, hybrid=True, sparse_encoder=sparse)
     ids = {f"00000000-0000-0000-0000-{i:012d}": key for i, key in enumerate(TEXTS)}
     nodes = [TextNode(text=TEXTS[key], id_=node_id) for node_id, key in ids.items()]
     embed = LaSEREmbedding(str(symmetric_encoder_dir), device="cpu")
@@ -170,9 +185,14 @@ def test_llama_index_hybrid_mode_equals_rrf_sync_and_async(symmetric_encoder_dir
         expected = expected_rrf(dense_scores(encoder, query), bm25s_scores(query))
         assert_ranked_as([(ids[h.node.node_id], h.score) for h in retriever.retrieve(query)], expected)
         assert_ranked_as([(ids[h.node.node_id], h.score) for h in asyncio.run(retriever.aretrieve(query))], expected)
-    # the collection has Qdrant's IDF modifier on its sparse vector (BM25's IDF is Qdrant's to compute)
-    sparse_config = store.client.get_collection("li-hybrid").config.params.sparse_vectors
-    assert [c.modifier for c in sparse_config.values()] == [models.Modifier.IDF]
+    # the collection has Qdrant's IDF modifier on its sparse vector (BM25's IDF is Qdrant's to compute), named as
+    # QdrantVectorStore names it
+    if engine == "edge":
+        assert stored_config(tmp_path / "li-hybrid")["sparse_vectors"] == {"text-sparse-new": {"modifier": "idf"}}
+        store.close()
+    else:
+        sparse_config = store.client.get_collection("li-hybrid").config.params.sparse_vectors
+        assert {n: c.modifier for n, c in sparse_config.items()} == {"text-sparse-new": models.Modifier.IDF}
 
 
 def test_hybrid_query_uses_prefetch_depth(encoder):
@@ -272,3 +292,130 @@ def test_hybrid_retriever_refuses_what_cannot_work(hybrid_store, symmetric_encod
                                      device=ComponentDevice.from_str("cpu"))  # fmt: skip
     with pytest.raises(ValueError, match=r"embedding_dim=64, but .* embeds into 32 dimensions \(after truncate_dim\)"):
         truncated.run(query="prime numbers")
+
+
+# ---- Qdrant Edge: the fusion, the layout and the reopened folder, against rankings computed apart ----------------
+
+
+def ranking(scores: dict[str, float]) -> list[str]:
+    return sorted(scores, key=lambda d: -scores[d])
+
+
+def test_edge_hybrid_query_is_rrf_of_dense_and_bm25_and_survives_reopening(encoder, tmp_path):
+    sparse = BM25SparseEncoder.fit(list(TEXTS.values()))
+    store = open_document_store(path=tmp_path, collection="h", embedding_dim=64, hybrid=True, return_embedding=True)
+    written = [
+        Document(id=key, content=text, embedding=dense.tolist(), sparse_embedding=terms.to_haystack())
+        for (key, text), dense, terms in zip(
+            TEXTS.items(), encoder.encode_documents(list(TEXTS.values())), sparse.encode_documents(list(TEXTS.values()))
+        )
+    ]  # fmt: skip
+    store.write_documents(written)
+
+    def search(query: str, **kwargs) -> dict[str, float]:
+        dense_q = encoder.encode_queries([query])[0].tolist()
+        hits = store._query_hybrid(dense_q, sparse.encode_queries([query])[0].to_haystack(), top_k=6, **kwargs)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        return {h.id: h.score for h in hits}
+
+    def assert_scores(got: dict[str, float], expected: dict[str, float]) -> None:
+        assert got.keys() == expected.keys()
+        assert all(got[d] == pytest.approx(expected[d], rel=1e-5) for d in got), (got, expected)
+
+    before = {}
+    for query in QUERIES:
+        dense, bm25 = ranking(dense_scores(encoder, query)), ranking(bm25s_scores(query))
+        # qdrant-haystack's order: [sparse, dense] prefetches, and rrf_weights in that order
+        got = search(query, rrf_k=5, rrf_weights=[0.5, 1.5], prefetch_limit=6)
+        assert_scores(got, rrf_scores([bm25, dense], k=5, weights=[0.5, 1.5]))
+        before[query] = search(query)  # qdrant-haystack's defaults: Qdrant's k (2), prefetches 10 deep
+        assert_scores(before[query], rrf_scores([bm25, dense], k=2))
+        # a shallow prefetch fuses only what each search found that deep
+        assert_scores(search(query, rrf_k=60, prefetch_limit=1), rrf_scores([bm25[:1], dense[:1]], k=60))
+    with pytest.raises(ValueError, match=r"rrf_weights must be \[sparse_weight, dense_weight\]"):
+        search(QUERIES[0], rrf_weights=[1.0])
+    with pytest.raises(ValueError, match="group_by/group_size are not supported by Qdrant Edge"):
+        search(QUERIES[0], group_by="meta.topic")
+    store.close()
+
+    # Reopened (another store object, as another process would): the sparse vectors and the ranking are kept.
+    again = open_document_store(path=tmp_path, collection="h", embedding_dim=64, hybrid=True, return_embedding=True)
+    assert again.to_dict()["init_parameters"]["use_sparse_embeddings"] is True
+    assert type(again).from_dict(again.to_dict()).use_sparse_embeddings is True
+    read = {d.id: d for d in again.filter_documents()}
+    for document in written:
+        assert read[document.id].sparse_embedding.indices == document.sparse_embedding.indices
+        assert read[document.id].sparse_embedding.values == pytest.approx(document.sparse_embedding.values, rel=1e-6)
+        assert read[document.id].embedding == pytest.approx(document.embedding, rel=1e-6)
+    store = again
+    for query in QUERIES:
+        assert_scores(search(query), before[query])
+    dense_store = open_document_store(path=tmp_path, collection="d", embedding_dim=64)
+    with pytest.raises(ValueError, match=r"use_sparse_embeddings=False; open it with use_sparse_embeddings=True"):
+        dense_store._query_hybrid([0.0] * 64, written[0].sparse_embedding)
+    dense_store.close()
+    again.close()
+
+
+def test_same_corpus_ranks_alike_through_haystack_and_llama_index_on_edge(symmetric_encoder_dir, tmp_path):
+    from llama_index.core import StorageContext, VectorStoreIndex
+    from llama_index.core.schema import TextNode
+
+    from laser_integrations.llama_index import LaSEREmbedding
+
+    sparse = BM25SparseEncoder.fit(list(TEXTS.values()))
+    cpu = ComponentDevice.from_str("cpu")
+    store = open_document_store(path=tmp_path, collection="haystack", embedding_dim=64, hybrid=True)
+    documents = [Document(id=k, content=t) for k, t in TEXTS.items()]
+    documents = LaSERDocumentEmbedder(model=str(symmetric_encoder_dir), device=cpu, progress_bar=False).run(documents)["documents"]
+    store.write_documents(BM25SparseDocumentEmbedder(avg_doc_length=sparse.avg_doc_length).run(documents)["documents"])
+    retriever = LaSERHybridRetriever(document_store=store, model=str(symmetric_encoder_dir), device=cpu, top_k=6)
+
+    vector_store = open_vector_store(path=tmp_path, collection="llama", embedding_dim=64, hybrid=True, sparse_encoder=sparse)
+    ids = {f"00000000-0000-0000-0000-{i:012d}": key for i, key in enumerate(TEXTS)}
+    index = VectorStoreIndex(
+        [TextNode(text=TEXTS[key], id_=node_id) for node_id, key in ids.items()],
+        storage_context=StorageContext.from_defaults(vector_store=vector_store),
+        embed_model=LaSEREmbedding(str(symmetric_encoder_dir), device="cpu"),
+    )  # fmt: skip
+    # Haystack's prefetches go max(top_k, 10) deep: LlamaIndex's two searches as deep.
+    hybrid = index.as_retriever(vector_store_query_mode="hybrid", similarity_top_k=10, sparse_top_k=10, hybrid_top_k=6)
+    for query in QUERIES:
+        haystack_hits = {d.id: d.score for d in retriever.run(query=query)["documents"]}
+        llama_hits = {ids[h.node.node_id]: h.score for h in hybrid.retrieve(query)}
+        assert llama_hits.keys() == haystack_hits.keys()
+        assert all(llama_hits[k] == pytest.approx(haystack_hits[k], rel=1e-5) for k in llama_hits)
+        # the sparse mode alone is BM25 (Qdrant's IDF times our term weights), as bm25s scores it
+        result = vector_store.query(VectorStoreQuery(query_str=query, mode=VectorStoreQueryMode.SPARSE, similarity_top_k=10))
+        got = {ids[i]: s for i, s in zip(result.ids, result.similarities)}
+        expected = bm25s_scores(query)
+        assert got.keys() == expected.keys() and all(got[k] == pytest.approx(expected[k], rel=1e-5) for k in got)
+    store.close()
+    vector_store.close()
+
+
+def test_edge_vector_store_layouts_are_checked(tmp_path):
+    from llama_index.core.schema import TextNode
+
+    from laser_integrations.edge_vector_store import QdrantEdgeVectorStore
+
+    dense = open_vector_store(path=tmp_path, collection="dense", embedding_dim=2)
+    dense.add([TextNode(text="prime numbers", embedding=[1.0, 0.0])])
+    with pytest.raises(ValueError, match=r"answers the query modes \['default'\] \(hybrid and sparse need enable_hybrid"):
+        dense.query(VectorStoreQuery(query_str="prime", query_embedding=[1.0, 0.0], mode=VectorStoreQueryMode.HYBRID))
+    dense.close()
+    with pytest.raises(CollectionLayoutError, match=r"'dense' .* without sparse BM25 vectors.*enable_hybrid=True / hybrid=True"):
+        open_vector_store(path=tmp_path, collection="dense", embedding_dim=2, hybrid=True)
+    hybrid = open_vector_store(path=tmp_path, collection="hybrid", embedding_dim=2, hybrid=True)
+    hybrid.add([TextNode(text="prime numbers", embedding=[1.0, 0.0])])
+    with pytest.raises(ValueError, match="needs query_str"):
+        hybrid.query(VectorStoreQuery(query_embedding=[1.0, 0.0], mode=VectorStoreQueryMode.HYBRID))
+    hybrid.close()
+    with pytest.raises(CollectionLayoutError, match=r"'hybrid' .* created for hybrid search.*enable_hybrid=True"):
+        open_vector_store(path=tmp_path, collection="hybrid", embedding_dim=2)
+    # A Haystack hybrid shard is another layout (its sparse vector is "text-sparse"): refused, not mixed into.
+    open_document_store(path=tmp_path, collection="haystack", embedding_dim=2, hybrid=True).close()
+    with pytest.raises(ValueError, match=r"no sparse vector 'text-sparse-new'.*another layout"):
+        open_vector_store(path=tmp_path, collection="haystack", embedding_dim=2, hybrid=True)
+    with pytest.raises(ValueError, match="serve hybrid search only; pass enable_hybrid=True"):
+        QdrantEdgeVectorStore(path=tmp_path, collection_name="x", sparse_doc_fn=BM25SparseEncoder().llama_index_doc_fn)

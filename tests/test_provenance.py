@@ -250,8 +250,7 @@ def test_retriever_refuses_another_model_and_round_trips_the_opt_in(symmetric_en
 
 def test_hybrid_search_refuses_another_model_too(symmetric_encoder_dir, model_b, tmp_path, capsys):
     corpus = str(write_corpus(tmp_path / "c.jsonl", CORPUS))
-    # hybrid search runs on qdrant-client (local mode here), not on Edge yet
-    where = ["--path", str(tmp_path / "q"), "--collection", "docs", "--engine", "client"]
+    where = ["--path", str(tmp_path / "q"), "--collection", "docs"]  # Qdrant Edge, the default engine
     assert main(["index", corpus, "--model", str(symmetric_encoder_dir), *where, "--hybrid", "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["search", "kraft", "--model", str(model_b), *where, "--hybrid"]) == 2

@@ -10,15 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from haystack import Document, default_from_dict, default_to_dict
+from haystack.dataclasses import SparseEmbedding
 from haystack.document_stores.errors import DuplicateDocumentError
 from haystack.document_stores.types import DuplicatePolicy
 from haystack_integrations.document_stores.qdrant.converters import convert_id
 
 from laser_integrations import edge
+from laser_integrations.hybrid import DENSE_VECTOR_NAME, SPARSE_VECTOR_NAME, validate_rrf
 
 from .filters import convert_filters
 
 DEFAULT_INDEX = "Document"
+# Qdrant's depth of a prefetch that names no limit: qdrant-haystack's _query_hybrid leaves its prefetches at it.
+DEFAULT_PREFETCH_LIMIT = 10
+# Qdrant's RRF constant when a query names none (qdrant-haystack's default, Fusion.RRF).
+QDRANT_DEFAULT_RRF_K = 2
 
 
 class QdrantEdgeDocumentStore:
@@ -27,6 +33,9 @@ class QdrantEdgeDocumentStore:
     Each ``index`` is one Edge shard in the folder ``path/index``. Points are laid out as qdrant-haystack's
     ``QdrantDocumentStore`` lays them out (point id ``uuid5(Document.id)``, payload ``Document.to_dict()`` without
     the embedding, one unnamed dense vector), so the points can move to a Qdrant server collection unchanged.
+    With ``use_sparse_embeddings=True`` (hybrid search), as qdrant-haystack's with ``sparse_idf=True``: the named
+    dense vector ``"text-dense"`` and ``Document.sparse_embedding`` as the sparse vector ``"text-sparse"``, to which
+    Qdrant applies its IDF modifier (BM25's IDF, see ``laser_integrations.sparse``).
 
     One process at a time can open a shard (Edge locks its write-ahead log); a second one gets
     :class:`~laser_integrations.qdrant.StorageLockedError` naming the folder. What a store wrote is durable once
@@ -67,6 +76,7 @@ class QdrantEdgeDocumentStore:
         write_batch_size: int = 100,
         scroll_size: int = 10_000,
         optimize_after_write: bool = True,
+        use_sparse_embeddings: bool = False,
     ) -> None:
         """Create the store; the shard opens on first use (or :meth:`open`).
 
@@ -89,6 +99,9 @@ class QdrantEdgeDocumentStore:
         :param scroll_size: Points read per scroll page.
         :param optimize_after_write: Run Qdrant's optimizers (HNSW build, merges) at the end of each
             `write_documents` call.
+        :param use_sparse_embeddings: Also store `Document.sparse_embedding` (a sparse vector with Qdrant's IDF
+            modifier) for hybrid search (`_query_hybrid`, `LaSERHybridRetriever`). A shard created with the other
+            setting is refused (``CollectionLayoutError``).
         """
         edge.distance(similarity)  # validate now, not at first use
         edge.hnsw_config(hnsw_config)
@@ -114,6 +127,7 @@ class QdrantEdgeDocumentStore:
         self.write_batch_size = write_batch_size
         self.scroll_size = scroll_size
         self.optimize_after_write = optimize_after_write
+        self.use_sparse_embeddings = bool(use_sparse_embeddings)
         self._shard: Any = None
         self._recreated = False
 
@@ -129,6 +143,8 @@ class QdrantEdgeDocumentStore:
 
         Raises:
             CollectionDimensionError: the shard holds vectors of another size.
+            CollectionLayoutError: the shard has sparse vectors and ``use_sparse_embeddings`` is False, or the
+                other way round.
             StorageLockedError: another process holds the folder.
         """
         if self._shard is not None:
@@ -139,7 +155,9 @@ class QdrantEdgeDocumentStore:
         self._recreated = True
         self._shard = edge.open_shard(
             self.folder,
-            vectors={"": (self.embedding_dim, self.similarity)},
+            vectors={self._dense_name: (self.embedding_dim, self.similarity)},
+            sparse=[SPARSE_VECTOR_NAME] if self.use_sparse_embeddings else None,
+            hybrid_flag="use_sparse_embeddings=True / hybrid=True / --hybrid",
             hnsw=self.hnsw_config,
             quantization=self.quantization_config,
             on_disk=self.on_disk,
@@ -218,7 +236,7 @@ class QdrantEdgeDocumentStore:
         qe = edge.require_edge()
         for start in range(0, len(documents), self.write_batch_size):
             batch = documents[start : start + self.write_batch_size]
-            shard.update(qe.UpdateOperation.upsert_points([_point(d) for d in batch]))
+            shard.update(qe.UpdateOperation.upsert_points([_point(d, self.use_sparse_embeddings) for d in batch]))
         if self.optimize_after_write:
             self.optimize()
         return len(documents)
@@ -351,22 +369,12 @@ class QdrantEdgeDocumentStore:
         :param group_by: Not supported by Qdrant Edge: refused.
         :param group_size: Not supported by Qdrant Edge: refused.
         """
-        if group_by is not None or group_size is not None:
-            msg = (
-                "group_by/group_size are not supported by Qdrant Edge (it has no grouped search); search without "
-                "them, or use QdrantDocumentStore on a Qdrant server for grouped results."
-            )
-            raise ValueError(msg)
-        if len(query_embedding) != self.embedding_dim:
-            msg = (
-                f"The query embedding has {len(query_embedding)} values, but the store holds vectors of dim "
-                f"{self.embedding_dim}; embed the query with the model the documents were embedded with."
-            )
-            raise ValueError(msg)
+        _refuse_groups(group_by, group_size)
+        self._check_query_dim(query_embedding)
         qe = edge.require_edge()
         request = qe.QueryRequest(
             limit=top_k,
-            query=qe.Query.Nearest(list(map(float, query_embedding))),
+            query=qe.Query.Nearest(list(map(float, query_embedding)), using=self._dense_name or None),
             filter=convert_filters(filters),
             with_payload=True,
             with_vector=return_embedding,
@@ -380,6 +388,78 @@ class QdrantEdgeDocumentStore:
 
     # QdrantEmbeddingRetriever and LaSERRetriever call the store's private name.
     _query_by_embedding = query_by_embedding
+
+    def _query_hybrid(
+        self,
+        query_embedding: list[float],
+        query_sparse_embedding: SparseEmbedding,
+        filters: dict[str, Any] | Any | None = None,
+        top_k: int = 10,
+        return_embedding: bool = False,
+        score_threshold: float | None = None,
+        group_by: str | None = None,
+        group_size: int | None = None,
+        rrf_k: int | None = None,
+        rrf_weights: list[float] | None = None,
+        *,
+        prefetch_limit: int | None = None,
+    ) -> list[Document]:
+        """The `top_k` Documents best by Reciprocal Rank Fusion of a sparse and a dense search, best first.
+
+        qdrant-haystack's ``QdrantDocumentStore._query_hybrid`` (the signature ``QdrantHybridRetriever`` calls),
+        in one Edge query: a prefetch on each vector, fused by Qdrant's RRF. `score` is the fused RRF score.
+
+        :param query_embedding: The query's dense vector (`embedding_dim` values).
+        :param query_sparse_embedding: The query's sparse vector (anything with `indices` and `values`).
+        :param filters: Haystack filters or a native ``qdrant_edge.Filter``, applied to both searches.
+        :param top_k: Maximum number of Documents.
+        :param return_embedding: Return the Documents' dense and sparse embeddings.
+        :param score_threshold: Drop Documents whose fused RRF score is below this.
+        :param group_by: Not supported by Qdrant Edge: refused.
+        :param group_size: Not supported by Qdrant Edge: refused.
+        :param rrf_k: RRF's constant (Qdrant's default, 2, when None, as qdrant-haystack leaves it).
+        :param rrf_weights: `[sparse_weight, dense_weight]`, as qdrant-haystack orders them.
+        :param prefetch_limit: Depth of each of the two searches (default 10, Qdrant's, as qdrant-haystack's
+            prefetches go); LaSERHybridRetriever passes its own.
+        """
+        if not self.use_sparse_embeddings:
+            msg = (
+                f"Hybrid search needs sparse embeddings, but the store (index {self.index!r}) was created with "
+                "use_sparse_embeddings=False; open it with use_sparse_embeddings=True (open_document_store: "
+                "hybrid=True) and write Documents with sparse embeddings (BM25SparseDocumentEmbedder)."
+            )
+            raise ValueError(msg)
+        _refuse_groups(group_by, group_size)
+        self._check_query_dim(query_embedding)
+        k = QDRANT_DEFAULT_RRF_K if rrf_k is None else rrf_k
+        depth = DEFAULT_PREFETCH_LIMIT if prefetch_limit is None else prefetch_limit
+        validate_rrf(k, depth)
+        if rrf_weights is not None and len(rrf_weights) != 2:  # noqa: PLR2004
+            msg = f"rrf_weights must be [sparse_weight, dense_weight], got {rrf_weights!r}."
+            raise ValueError(msg)
+        qe = edge.require_edge()
+        condition = convert_filters(filters)
+        sparse = qe.SparseVector(
+            indices=list(map(int, query_sparse_embedding.indices)),
+            values=list(map(float, query_sparse_embedding.values)),
+        )
+        request = qe.QueryRequest(
+            limit=top_k,
+            prefetches=[  # sparse first, as qdrant-haystack orders them (rrf_weights follow this order)
+                qe.Prefetch(limit=depth, query=qe.Query.Nearest(sparse, using=SPARSE_VECTOR_NAME), filter=condition),
+                qe.Prefetch(
+                    limit=depth,
+                    query=qe.Query.Nearest(list(map(float, query_embedding)), using=DENSE_VECTOR_NAME),
+                    filter=condition,
+                    params=edge.search_params(self.search_params),
+                ),
+            ],
+            query=qe.Fusion.Rrf(k=k, weights=list(map(float, rrf_weights)) if rrf_weights is not None else None),
+            with_payload=True,
+            with_vector=return_embedding,
+            score_threshold=score_threshold,
+        )
+        return [_document(point, point.score) for point in self.open().query(request)]
 
     # ---- serialization ----------------------------------------------------------------------------------------
 
@@ -402,6 +482,7 @@ class QdrantEdgeDocumentStore:
             write_batch_size=self.write_batch_size,
             scroll_size=self.scroll_size,
             optimize_after_write=self.optimize_after_write,
+            use_sparse_embeddings=self.use_sparse_embeddings,
         )
 
     @classmethod
@@ -410,6 +491,19 @@ class QdrantEdgeDocumentStore:
         return default_from_dict(cls, data)
 
     # ---- helpers ----------------------------------------------------------------------------------------------
+
+    @property
+    def _dense_name(self) -> str:
+        # qdrant-haystack's layout: one unnamed vector, or the named "text-dense" beside the sparse one.
+        return DENSE_VECTOR_NAME if self.use_sparse_embeddings else ""
+
+    def _check_query_dim(self, query_embedding: list[float]) -> None:
+        if len(query_embedding) != self.embedding_dim:
+            msg = (
+                f"The query embedding has {len(query_embedding)} values, but the store holds vectors of dim "
+                f"{self.embedding_dim}; embed the query with the model the documents were embedded with."
+            )
+            raise ValueError(msg)
 
     def _scale(self, score: float | None) -> float | None:
         if score is None:
@@ -470,21 +564,42 @@ def _payload_indexes(fields: list[dict[str, str]] | None) -> dict[str, str]:
     return indexes
 
 
-def _point(document: Document) -> Any:
+def _refuse_groups(group_by: str | None, group_size: int | None) -> None:
+    if group_by is not None or group_size is not None:
+        msg = (
+            "group_by/group_size are not supported by Qdrant Edge (it has no grouped search); search without "
+            "them, or use QdrantDocumentStore on a Qdrant server for grouped results."
+        )
+        raise ValueError(msg)
+
+
+def _point(document: Document, use_sparse_embeddings: bool) -> Any:
     qe = edge.require_edge()
     # to_dict() deep-copies the embedding float by float in Python (dataclasses.asdict: ~300 us for 576 values,
     # 5x the rest of the point); the payload is built without it and the list goes to Edge as it is.
     payload = replace(document, embedding=None).to_dict(flatten=False)
     payload.pop("embedding", None)
     vector = document.embedding
-    return qe.Point(id=convert_id(document.id), vector=vector if vector is not None else {}, payload=payload)
+    if not use_sparse_embeddings:  # the sparse embedding, if any, stays in the payload, as qdrant-haystack keeps it
+        return qe.Point(id=convert_id(document.id), vector=vector if vector is not None else {}, payload=payload)
+    vectors: dict[str, Any] = {} if vector is None else {DENSE_VECTOR_NAME: vector}
+    sparse = payload.pop("sparse_embedding", None)
+    if sparse is not None:
+        vectors[SPARSE_VECTOR_NAME] = qe.SparseVector(indices=sparse["indices"], values=sparse["values"])
+    return qe.Point(id=convert_id(document.id), vector=vectors, payload=payload)
 
 
 def _document(point: Any, score: float | None) -> Document:
     payload = dict(point.payload or {})
     payload["score"] = score
     vector = point.vector
-    payload["embedding"] = vector if isinstance(vector, list) and vector else None
+    if isinstance(vector, dict):  # named vectors: the hybrid layout
+        payload["embedding"] = vector.get(DENSE_VECTOR_NAME) or None
+        sparse = vector.get(SPARSE_VECTOR_NAME)
+        if sparse is not None:
+            payload["sparse_embedding"] = {"indices": list(sparse.indices), "values": list(sparse.values)}
+    else:
+        payload["embedding"] = vector if isinstance(vector, list) and vector else None
     return Document.from_dict(payload)
 
 

@@ -22,7 +22,13 @@ from haystack_integrations.document_stores.qdrant.filters import convert_filters
 
 from haystack_integrations.components.embedders.laser import LaSERTextEmbedder
 from haystack_integrations.components.embedders.laser.backend import DEFAULT_MODEL, default_token
-from haystack_integrations.components.retrievers.laser.retriever import EMBEDDER_PARAMETERS, query_dimension
+from haystack_integrations.components.retrievers.laser.retriever import (
+    EMBEDDER_PARAMETERS,
+    DocumentStoreTypeError,
+    query_dimension,
+    store_from_dict,
+)
+from haystack_integrations.document_stores.laser_edge import QdrantEdgeDocumentStore
 from laser_integrations.encoder import LaSEREncoder
 from laser_integrations.hybrid import DEFAULT_RRF_K, hybrid_request, validate_rrf
 from laser_integrations.sparse import DEFAULT_B, DEFAULT_K1, BM25SparseEncoder
@@ -32,7 +38,8 @@ from laser_integrations.sparse import DEFAULT_B, DEFAULT_K1, BM25SparseEncoder
 class LaSERHybridRetriever:
     """Hybrid search: the query's LaSER embedding and its BM25 sparse vector, one Qdrant query, RRF fusion.
 
-    The store must be opened with ``use_sparse_embeddings=True`` (``open_document_store(hybrid=True)`` also sets
+    The store (a ``QdrantDocumentStore`` or a ``QdrantEdgeDocumentStore``) must be opened with
+    ``use_sparse_embeddings=True`` (``open_document_store(hybrid=True)`` also sets
     Qdrant's IDF modifier, which BM25 needs) and its Documents written with both ``LaSERDocumentEmbedder`` and
     ``BM25SparseDocumentEmbedder``. Each of the two searches goes ``prefetch_limit`` deep (default: ``top_k``, at
     least 10), so documents found by only one of them can still be fused in; scores are RRF scores
@@ -55,7 +62,7 @@ class LaSERHybridRetriever:
     def __init__(
         self,
         *,
-        document_store: QdrantDocumentStore,
+        document_store: QdrantDocumentStore | QdrantEdgeDocumentStore,
         model: str = DEFAULT_MODEL,
         device: ComponentDevice | None = None,
         token: Secret | None = default_token(),  # noqa: B008 - an env-var reference, resolved at warm-up
@@ -93,7 +100,8 @@ class LaSERHybridRetriever:
         model and settings the documents' dense vectors were embedded with. ``precision="binary"`` / ``"ubinary"``
         is refused: packed bits are not a vector RRF's dense search can rank by cosine.
 
-        :param document_store: A ``QdrantDocumentStore`` with sparse embeddings (``open_document_store(hybrid=True)``).
+        :param document_store: A ``QdrantDocumentStore`` or ``QdrantEdgeDocumentStore`` with sparse embeddings
+            (``open_document_store(hybrid=True)``).
         :param filters: Haystack filters applied to both searches.
         :param top_k: Maximum number of Documents returned.
         :param prefetch_limit: Depth of each of the two searches before fusion (default ``max(top_k, 10)``).
@@ -106,12 +114,15 @@ class LaSERHybridRetriever:
         :param allow_model_mismatch: When the collection records another model, K or input format than this
             retriever's (see ``laser_integrations.provenance``), warn instead of raising at warm-up.
         """
-        if not isinstance(document_store, QdrantDocumentStore):
-            msg = f"document_store must be a QdrantDocumentStore, got {type(document_store).__name__}."
-            raise TypeError(msg)
+        if not isinstance(document_store, (QdrantDocumentStore, QdrantEdgeDocumentStore)):
+            msg = (
+                "document_store must be a QdrantDocumentStore or a QdrantEdgeDocumentStore, got "
+                f"{type(document_store).__name__}."
+            )
+            raise DocumentStoreTypeError(msg)
         if not document_store.use_sparse_embeddings:
             msg = (
-                f"LaSERHybridRetriever needs a QdrantDocumentStore with sparse embeddings (collection "
+                f"LaSERHybridRetriever needs a {type(document_store).__name__} with sparse embeddings (collection "
                 f"{document_store.index!r} was opened with use_sparse_embeddings=False): open it with "
                 "laser_integrations.qdrant.open_document_store(..., hybrid=True), or use LaSERRetriever for dense search."
             )
@@ -152,7 +163,7 @@ class LaSERHybridRetriever:
         if self.document_store.embedding_dim != dimension:
             self._embedder.encoder = None
             msg = (
-                f"QdrantDocumentStore (collection {self.document_store.index!r}) has embedding_dim="
+                f"{type(self.document_store).__name__} (collection {self.document_store.index!r}) has embedding_dim="
                 f"{self.document_store.embedding_dim}, but {self._embedder.model!r} embeds into {dimension} "
                 f"dimensions{' (after truncate_dim)' if self._embedder.truncate_dim else ''}. Search a collection that "
                 "was indexed with this model (and truncate_dim)."
@@ -183,7 +194,7 @@ class LaSERHybridRetriever:
         """Rebuild the component from :meth:`to_dict`'s output."""
         data = copy.deepcopy(data)
         params = data["init_parameters"]
-        params["document_store"] = QdrantDocumentStore.from_dict(params["document_store"])
+        params["document_store"] = store_from_dict(params["document_store"])
         if params.get("model_kwargs") is not None:
             deserialize_hf_model_kwargs(params["model_kwargs"])
         if params.get("device") is not None:
@@ -214,16 +225,23 @@ class LaSERHybridRetriever:
         self.warm_up()
         dense = self._embedder.run(query)["embedding"]
         sparse = self._sparse.encode_queries([query])[0]
-        request = hybrid_request(
-            dense, sparse, limit=top_k, prefetch_limit=self.prefetch_limit or max(top_k, 10), rrf_k=self.rrf_k,
-            dense_name=DENSE_VECTORS_NAME, sparse_name=SPARSE_VECTORS_NAME,
-            query_filter=convert_filters_to_qdrant(apply_filter_policy(self.filter_policy, self.filters, filters)),
-            with_vectors=self.return_embedding, score_threshold=self.score_threshold,
-        )  # fmt: skip
-        store = self.document_store
-        store._initialize_client()  # qdrant-haystack connects lazily; its client is private but stable (13.x)
-        points = store._client.query_batch_points(store.index, [request])[0].points  # type: ignore[union-attr]
-        documents = [convert_qdrant_point_to_haystack_document(p, use_sparse_embeddings=True) for p in points]
+        store, depth = self.document_store, self.prefetch_limit or max(top_k, 10)
+        merged = apply_filter_policy(self.filter_policy, self.filters, filters)
+        if isinstance(store, QdrantEdgeDocumentStore):  # the same query (two prefetches, RRF) in Edge's API
+            documents = store._query_hybrid(  # noqa: SLF001 - qdrant-haystack's hybrid entry point, ours on Edge
+                dense, sparse, filters=merged, top_k=top_k, return_embedding=self.return_embedding,
+                score_threshold=self.score_threshold, rrf_k=self.rrf_k, prefetch_limit=depth,
+            )  # fmt: skip
+        else:
+            request = hybrid_request(
+                dense, sparse, limit=top_k, prefetch_limit=depth, rrf_k=self.rrf_k,
+                dense_name=DENSE_VECTORS_NAME, sparse_name=SPARSE_VECTORS_NAME,
+                query_filter=convert_filters_to_qdrant(merged),
+                with_vectors=self.return_embedding, score_threshold=self.score_threshold,
+            )  # fmt: skip
+            store._initialize_client()  # qdrant-haystack connects lazily; its client is private but stable (13.x)
+            points = store._client.query_batch_points(store.index, [request])[0].points  # type: ignore[union-attr]
+            documents = [convert_qdrant_point_to_haystack_document(p, use_sparse_embeddings=True) for p in points]
         if not self.return_embedding:
             documents = [replace(doc, embedding=None, sparse_embedding=None) for doc in documents]
         return {"documents": documents}

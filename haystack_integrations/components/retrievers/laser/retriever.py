@@ -37,6 +37,12 @@ def query_dimension(embedder: LaSERTextEmbedder) -> int:
     return dimension
 
 
+def store_from_dict(data: dict[str, Any]) -> QdrantDocumentStore | QdrantEdgeDocumentStore:
+    """The document store a LaSER retriever serialized: a ``QdrantEdgeDocumentStore`` or a ``QdrantDocumentStore``."""
+    edge = data["type"].endswith(".QdrantEdgeDocumentStore")
+    return (QdrantEdgeDocumentStore if edge else QdrantDocumentStore).from_dict(data)
+
+
 class DocumentStoreTypeError(TypeError, ValueError):
     """The document store is not a ``QdrantDocumentStore``.
 
@@ -213,9 +219,7 @@ class LaSERRetriever:
         """Rebuild the component from :meth:`to_dict`'s output."""
         data = copy.deepcopy(data)
         params = data["init_parameters"]
-        edge = params["document_store"]["type"].endswith(".QdrantEdgeDocumentStore")
-        store_class = QdrantEdgeDocumentStore if edge else QdrantDocumentStore
-        params["document_store"] = store_class.from_dict(params["document_store"])
+        params["document_store"] = store_from_dict(params["document_store"])
         if params.get("model_kwargs") is not None:
             deserialize_hf_model_kwargs(params["model_kwargs"])
         return default_from_dict(cls, data)
