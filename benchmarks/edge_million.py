@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--hnsw-ef", type=int, nargs="+", default=[None], help="search beams (default: laser search's)")
+    parser.add_argument("--oversampling", type=float, default=None,
+                        help="candidates rescored with the float vectors, x top-k (default: laser search's)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tmp", default=None, help="folder for the corpus, model and store")
     parser.add_argument("--keep", action="store_true", help="keep the folder (its path is printed)")
@@ -144,6 +146,7 @@ def measure(args: argparse.Namespace, root: Path, common: list[str], index_s: fl
     rows = []
     for ef in args.hnsw_ef:
         flags = ["search", "q", *common] + ([] if ef is None else ["--hnsw-ef", str(ef)])
+        flags += [] if args.oversampling is None else ["--oversampling", str(args.oversampling)]
         store = _open_store(open_document_store, args.dim, build_parser(flags).parse_args(flags))
         try:
             for q in queries[:5]:
@@ -157,11 +160,12 @@ def measure(args: argparse.Namespace, root: Path, common: list[str], index_s: fl
         finally:
             store.close()
         row = {"points": args.points, "dim": args.dim, "hnsw_ef": ef or EDGE_SEARCH_DEFAULTS["hnsw_ef"],
+               "oversampling": args.oversampling or EDGE_SEARCH_DEFAULTS["oversampling"],
                "index_s": round(index_s, 1), "docs_per_s": round(args.points / index_s), "peak_rss_mb": round(peak_mb),
                "disk_mb": round(disk_mb), "p50_ms": round(float(np.percentile(times, 50)), 2),
                "p99_ms": round(float(np.percentile(times, 99)), 2), "recall_at_10": round(float(np.mean(recall)), 4)}  # fmt: skip
         rows.append(row)
-        print(f"| {args.points:,} | {args.dim} | hnsw_ef={row['hnsw_ef']} | p50 {row['p50_ms']} ms | p99 {row['p99_ms']} ms "
+        print(f"| {args.points:,} | {args.dim} | hnsw_ef={row['hnsw_ef']} oversampling={row['oversampling']} | p50 {row['p50_ms']} ms | p99 {row['p99_ms']} ms "
               f"| recall@10 {row['recall_at_10']} |", flush=True)  # fmt: skip
     return rows
 
