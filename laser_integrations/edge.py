@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -407,12 +407,7 @@ def open_shard(
     if existing is not None:
         shard = load_shard(folder, config)
     else:
-        try:
-            shard = qe.EdgeShard.create(str(folder), config)
-        except Exception as e:  # Edge raises plain Exception for every failure
-            if _is_lock_error(e):
-                raise locked_error(folder) from e
-            raise
+        shard = _unlocked(folder, lambda: qe.EdgeShard.create(str(folder), config))
     try:
         ensure_payload_indexes(shard, payload_indexes or {})
     except Exception:
@@ -428,8 +423,13 @@ def load_shard(folder: str | Path, config: qdrant_edge.EdgeConfig | None = None)
         StorageLockedError: another process holds the folder.
     """
     qe = require_edge()
+    return _unlocked(folder, lambda: qe.EdgeShard.load(str(folder), config))
+
+
+def _unlocked(folder: str | Path, open_: Callable[[], qdrant_edge.EdgeShard]) -> qdrant_edge.EdgeShard:
+    """``open_()``, with Edge's WAL lock failure ("WouldBlock") turned into :class:`StorageLockedError`."""
     try:
-        return qe.EdgeShard.load(str(folder), config)
+        return open_()
     except Exception as e:  # Edge raises plain Exception for every failure
         if _is_lock_error(e):
             raise locked_error(folder) from e
