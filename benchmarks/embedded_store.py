@@ -27,6 +27,12 @@ Run (nice it on a shared machine; ``--tmp /dev/shm`` keeps a busy shared disk ou
     nice -n 10 python benchmarks/embedded_store.py --points 10000 100000 --dims 576 --tmp /dev/shm
     nice -n 10 python benchmarks/embedded_store.py --points 10000 --dims 576 1024 --hnsw-ef 64 128 256
     nice -n 10 python benchmarks/embedded_store.py --million --engines edge    # adds 10^6 (local mode skips it)
+    nice -n 10 python benchmarks/embedded_store.py --real --hnsw-ef 16 64      # real LaSER vectors (below)
+
+``--real`` replaces the synthetic vectors with real LaSER ones: the demo corpus (252 passages) embedded by the
+shipped demo checkpoint and its questions as the queries (``--real-model``/``--real-data`` take another LaSER
+checkpoint and BEIR folder). Edge then builds and searches its HNSW graph however small the corpus
+(``--force-hnsw``), so recall@10 measures the graph on the vectors this library makes.
 
 qdrant-client's local mode is skipped above ``--local-max`` points (default 100,000): its exact search is linear
 in the points (about 1.6 s a query at 10^6 on 2 cores by extrapolation) and it keeps every vector in Python lists.
@@ -83,12 +89,57 @@ def vectors(dim: int, start: int, count: int, seed: int, points: int, stream: in
     return out
 
 
-def exact_top(points: int, dim: int, queries: np.ndarray, seed: int, k: int) -> np.ndarray:
+@functools.cache
+def _real(path: str) -> dict[str, np.ndarray]:
+    with np.load(path) as stored:
+        return {name: stored[name] for name in stored.files}
+
+
+def corpus_block(args: argparse.Namespace, start: int, count: int) -> np.ndarray:
+    """Corpus vectors ``start .. start+count``: the real ones of ``--vectors``, or the synthetic stream."""
+    if args.vectors:
+        return _real(args.vectors)["corpus"][start : start + count]
+    return vectors(args.dim, start, count, args.seed, args.n)
+
+
+def query_block(args: argparse.Namespace) -> np.ndarray:
+    if args.vectors:
+        return _real(args.vectors)["queries"][: args.queries]
+    return vectors(args.dim, 0, args.queries, args.seed, args.n, stream=1)
+
+
+def embed_real(model: str, data: Path, out: Path, max_length: int | None) -> tuple[int, int, int]:
+    """Embed a BEIR folder's corpus (as documents) and its queries with a LaSER checkpoint into ``out`` (.npz).
+
+    Returns (passages, queries, dimension). The vectors are unit length (the encoder normalizes), as the stores'
+    cosine expects.
+    """
+    from laser_integrations.encoder import LaSEREncoder
+
+    def texts(name: str, field: str = "text") -> list[str]:
+        rows = [json.loads(line) for line in (data / name).read_text().splitlines() if line.strip()]
+        return [(r.get("title", "") + "\n" + r[field]).strip() if name == "corpus.jsonl" else r[field] for r in rows]
+
+    encoder = LaSEREncoder.from_pretrained(model)
+    options = {"max_length": max_length} if max_length else {}
+    t0 = time.perf_counter()
+    corpus = encoder.encode_documents(texts("corpus.jsonl"), show_progress=True, **options)
+    queries = encoder.encode_queries(texts("queries.jsonl"), show_progress=True, **options)
+    print(f"# embedded {len(corpus)} passages and {len(queries)} queries with {model} in "
+          f"{time.perf_counter() - t0:.0f} s (dimension {corpus.shape[1]})")
+    partial = out.with_suffix(".partial.npz")
+    np.savez(partial, corpus=corpus.astype(np.float32), queries=queries.astype(np.float32))
+    partial.replace(out)
+    return len(corpus), len(queries), corpus.shape[1]
+
+
+def exact_top(args: argparse.Namespace, queries: np.ndarray) -> np.ndarray:
     """The exact top-k ids of each query (cosine = dot of unit vectors), over the corpus in chunks."""
+    points, k = args.n, args.k
     best_ids = np.zeros((len(queries), 0), dtype=np.int64)
     best_scores = np.zeros((len(queries), 0), dtype=np.float32)
     for start in range(0, points, 50 * BATCH):
-        block = vectors(dim, start, min(50 * BATCH, points - start), seed, points)
+        block = corpus_block(args, start, min(50 * BATCH, points - start))
         scores = queries @ block.T
         ids = np.broadcast_to(np.arange(start, start + len(block)), scores.shape)
         all_scores = np.concatenate([best_scores, scores], axis=1)
@@ -136,7 +187,7 @@ def run_local(args: argparse.Namespace, folder: Path, queries: np.ndarray) -> di
     client.create_collection("bench", vectors_config=params)
     t0 = time.perf_counter()
     for start in range(0, args.n, BATCH):
-        block = vectors(args.dim, start, min(BATCH, args.n - start), args.seed, args.n)
+        block = corpus_block(args, start, min(BATCH, args.n - start))
         ids = list(range(start, start + len(block)))
         client.upsert(
             "bench",
@@ -157,12 +208,17 @@ def run_edge(args: argparse.Namespace, folder: Path, queries: np.ndarray) -> dic
 
     config = qe.EdgeConfig(
         vectors=qe.EdgeVectorParams(size=args.dim, distance=qe.Distance.Cosine),
-        hnsw_config=qe.HnswIndexConfig(m=args.m, ef_construct=args.ef_construct, full_scan_threshold=10_000),
+        hnsw_config=qe.HnswIndexConfig(
+            m=args.m, ef_construct=args.ef_construct, full_scan_threshold=1 if args.force_hnsw else 10_000
+        ),
+        # Below 10,000 KB of vectors (about 4,000 points of 576 floats) Qdrant neither builds nor searches a graph:
+        # --force-hnsw lowers both thresholds so that a small real corpus is searched through HNSW too
+        optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1) if args.force_hnsw else None,
     )
     shard = qe.EdgeShard.create(str(folder), config)
     t0 = time.perf_counter()
     for start in range(0, args.n, BATCH):
-        block = vectors(args.dim, start, min(BATCH, args.n - start), args.seed, args.n)
+        block = corpus_block(args, start, min(BATCH, args.n - start))
         # numpy rows go to Edge as they are: no Python float per value
         points = [
             qe.Point(id=start + i, vector=row, payload={"text": f"document {start + i}"}) for i, row in enumerate(block)
@@ -191,7 +247,7 @@ def run_edge(args: argparse.Namespace, folder: Path, queries: np.ndarray) -> dic
 
 
 def child(args: argparse.Namespace) -> None:
-    queries = vectors(args.dim, 0, args.queries, args.seed, args.n, stream=1)
+    queries = query_block(args)
     if args.engine == "local":
         import qdrant_client  # noqa: F401 - imported before the baseline, so it counts as the interpreter's
     else:
@@ -222,6 +278,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tmp", default=None, help="folder for the stores (default: the system temp)")
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON lines here")
+    parser.add_argument(
+        "--real", action="store_true",
+        help="instead of synthetic vectors: the demo corpus embedded by the shipped demo checkpoint (--real-model, "
+        "--real-data), its questions as the queries",
+    )  # fmt: skip
+    parser.add_argument("--real-model", default=None, help="LaSER checkpoint for --real (default: the demo's)")
+    parser.add_argument("--real-data", type=Path, default=None, help="BEIR folder for --real (default: the demo's)")
+    parser.add_argument("--real-max-length", type=int, default=None, help="token budget for --real's embedding")
+    parser.add_argument(
+        "--force-hnsw", action="store_true",
+        help="build and search Edge's HNSW however small the corpus (on with --real; Qdrant otherwise scans "
+        "segments under 10,000 KB exactly)",
+    )  # fmt: skip
+    parser.add_argument("--vectors", default=None, help=argparse.SUPPRESS)  # the .npz --real wrote, for the children
     parser.add_argument("--child", nargs=3, metavar=("ENGINE", "N", "DIM"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -230,6 +300,16 @@ def main() -> None:
         return
 
     points = args.points + ([1_000_000] if args.million else [])
+    if args.real:
+        from laser_integrations.demo.run import DEMO_DATA, SHIPPED_CHECKPOINT
+
+        model, data = args.real_model or str(SHIPPED_CHECKPOINT), args.real_data or DEMO_DATA
+        real_dir = Path(tempfile.mkdtemp(prefix="bench-real-", dir=args.tmp))
+        args.vectors = str(real_dir / "vectors.npz")
+        n, n_queries, dim = embed_real(model, data, Path(args.vectors), args.real_max_length)
+        points, args.dims, args.queries = [n], [dim], min(args.queries, n_queries)
+        args.force_hnsw = True
+        print(f"# real LaSER vectors: {data} ({n} passages) and {args.queries} of its questions, embedded by {model}")
     engines = [e.strip() for e in args.engines.split(",")]
     if not set(engines) <= {"local", "edge"}:
         parser.error(f"--engines takes local and/or edge, got {args.engines!r}")
@@ -244,8 +324,9 @@ def main() -> None:
     rows = []
     for n in points:
         for dim in args.dims:
-            queries = vectors(dim, 0, args.queries, args.seed, n, stream=1)
-            truth = exact_top(n, dim, queries, args.seed, args.k)
+            args.n, args.dim = n, dim
+            queries = query_block(args)
+            truth = exact_top(args, queries)
             p50_local = None
             for engine in engines:
                 if engine == "local" and n > args.local_max:
@@ -255,6 +336,8 @@ def main() -> None:
                 command += ["--queries", str(args.queries), "--k", str(args.k), "--m", str(args.m)]
                 command += ["--ef-construct", str(args.ef_construct), "--seed", str(args.seed), "--hnsw-ef"]
                 command += [str(ef) for ef in args.hnsw_ef] + (["--tmp", args.tmp] if args.tmp else [])
+                command += ["--vectors", args.vectors] if args.vectors else []
+                command += ["--force-hnsw"] if args.force_hnsw else []
                 out = subprocess.run(command, capture_output=True, text=True)
                 if out.returncode != 0:
                     print(f"| {engine} | {n:,} | {dim} | failed: {out.stderr.strip().splitlines()[-1:]} |")
@@ -289,6 +372,8 @@ def main() -> None:
     print(f"# uptime: {os.popen('uptime').read().strip()}")
     print("# peak RSS includes the Python interpreter, numpy and the client library (about "
           f"{statistics.median(r['base_rss_mb'] for r in rows) if rows else 0:.0f} MB before the store opens)")
+    if args.vectors:
+        shutil.rmtree(Path(args.vectors).parent, ignore_errors=True)
     if args.out:
         args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
