@@ -101,7 +101,8 @@ def test_term_ids_are_fixed_and_vectors_sorted():
 def test_fit_streams_a_generator_to_the_mean_of_the_whole_corpus(monkeypatch):
     import laser_integrations.sparse as sparse
 
-    lengths = [len(t) for t in bm25s.tokenize(list(TEXTS.values()), stopwords="en", return_ids=False, show_progress=False)]
+    tokens = bm25s.tokenize(list(TEXTS.values()), stopwords="en", return_ids=False, show_progress=False)
+    lengths = [len(t) for t in tokens]
     monkeypatch.setattr(sparse, "_FIT_SLICE", 3)  # several slices, the last one short
     fitted = BM25SparseEncoder.fit(text for text in TEXTS.values())
     assert fitted.avg_doc_length == sum(lengths) / len(lengths)

@@ -193,7 +193,8 @@ def test_upsert_requests_stay_under_the_size_limit():
     assert len(batches) > 1
     # A hybrid document's sparse vector counts too (its 2000 terms: 2000 ids and 2000 values in the JSON).
     sparse = SparseEmbedding(indices=list(range(2000)), values=[0.5] * 2000)
-    hybrid = [Document(id=str(i), content="x" * 3000, embedding=[0.1] * 1024, sparse_embedding=sparse) for i in range(40)]
+    hybrid = [Document(id=str(i), content="x" * 3000, embedding=[0.1] * 1024, sparse_embedding=sparse)
+              for i in range(40)]
     assert [len(b) for b in request_batches(hybrid, limit_bytes=100_000)] == [1] * 40
 
 
@@ -247,7 +248,8 @@ def hybrid_corpus(tmp_path) -> tuple[Path, list[dict]]:
     bm25 = bm25s.BM25()
     bm25.index(bm25s.tokenize([f"{r['title']}\n{r['text']}" for r in records], stopwords="en", show_progress=False),
                show_progress=False)  # fmt: skip
-    scores = [s for s in bm25.get_scores(bm25s.tokenize([QUERY], stopwords="en", return_ids=False, show_progress=False)[0]) if s > 0]
+    query = bm25s.tokenize([QUERY], stopwords="en", return_ids=False, show_progress=False)[0]
+    scores = [s for s in bm25.get_scores(query) if s > 0]
     assert len(set(np.round(scores, 6))) == len(scores) > 20
     path = tmp_path / "corpus.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
@@ -300,7 +302,8 @@ def bm25_document_vector(records: list[dict], doc_id: str) -> tuple[list[int], l
     from laser_integrations.sparse import term_id
 
     texts = {r["_id"]: f"{r['title']}\n{r['text']}" if r["title"] else r["text"] for r in records}
-    tokens = dict(zip(texts, bm25s.tokenize(list(texts.values()), stopwords="en", return_ids=False, show_progress=False)))
+    tokenized = bm25s.tokenize(list(texts.values()), stopwords="en", return_ids=False, show_progress=False)
+    tokens = dict(zip(texts, tokenized))
     avg = sum(map(len, tokens.values())) / len(tokens)
     mine = tokens[doc_id]
     tf = {term_id(t): mine.count(t) for t in mine}
@@ -331,7 +334,8 @@ def test_killed_two_worker_hybrid_index_resumes_to_the_one_process_index(symmetr
 
     # The rerun writes the rest: the one-process collection, point for point, and the same hybrid ranking.
     assert main(["index", str(path), *two, *HYBRID]) == 0
-    assert f"Indexed {len(records) - len(partial)} new documents ({len(partial)} already present" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"Indexed {len(records) - len(partial)} new documents ({len(partial)} already present" in out
     got = points(tmp_path / "two", "auto")
     assert_same_points(got, expected)
     doc = next(p for p in got.values() if p[0]["id"] == "doc-9")  # a titled document
@@ -342,8 +346,9 @@ def test_killed_two_worker_hybrid_index_resumes_to_the_one_process_index(symmetr
     np.testing.assert_allclose([s for _, s in two_hits], [s for _, s in one_hits], rtol=1e-6)
 
 
-def test_hybrid_workers_writing_to_a_server_each_upload_the_one_process_points(symmetric_encoder_dir, hybrid_corpus,
-                                                                               tmp_path, monkeypatch, capsys):  # fmt: skip
+def test_hybrid_workers_writing_to_a_server_each_upload_the_one_process_points(
+    symmetric_encoder_dir, hybrid_corpus, tmp_path, monkeypatch, capsys
+):
     """The server path (--url: every worker opens the collection and uploads its shard), on qdrant-client's local
     mode standing in for the server: one folder admits one client at a time, so the two workers run in turn."""
     import queue
@@ -357,7 +362,8 @@ def test_hybrid_workers_writing_to_a_server_each_upload_the_one_process_points(s
     assert main(["index", str(path), *model, "--path", str(tmp_path / "one"), *HYBRID]) == 0
     # The job `laser index --processes 2` builds (its sparse settings measured on the whole corpus), made a server's.
     jobs = []
-    monkeypatch.setattr(indexing, "index_with_workers", lambda job, *a, **k: jobs.append(job) or indexing.IndexResult(0, 0, 0))
+    monkeypatch.setattr(indexing, "index_with_workers",
+                        lambda job, *a, **k: jobs.append(job) or indexing.IndexResult(0, 0, 0))  # fmt: skip
     assert main(["index", str(path), *model, "--path", str(tmp_path / "two"), "--processes", "2", *HYBRID]) == 0
     job = replace(jobs[0], server=True)
     assert job.sparse is not None and job.store_kwargs["hybrid"] is True
