@@ -13,6 +13,12 @@ document ids (Haystack's uuid5), so nothing is written twice.
   so every check that opener makes applies to each worker) and uploads its own points in several streams, in
   requests kept under the server's request size limit. The collection is bulk-loaded as Qdrant documents it:
   HNSW construction is deferred (``m=0``) during the upload and restored afterwards.
+
+With ``--hybrid`` each worker also computes its documents' BM25 sparse vectors (``laser_integrations.sparse``)
+and they are written with the dense ones, in the same point. The encoder's only corpus statistic, the average
+document length, is measured once over the whole corpus before the workers start and travels in the
+:class:`IndexJob` (torchrun ranks each measure the same file), so every worker writes the vectors one process
+writes; the IDF is Qdrant's (``Modifier.IDF``), computed over the points present.
 """
 
 from __future__ import annotations
@@ -53,7 +59,9 @@ class IndexJob:
     """Everything a worker needs (picklable: it travels to spawned processes).
 
     ``embedder_kwargs`` are ``LaSERDocumentEmbedder`` arguments without the device; ``store_kwargs`` are
-    ``open_document_store`` arguments (the API key only as a ``Secret`` naming an environment variable).
+    ``open_document_store`` arguments (the API key only as a ``Secret`` naming an environment variable);
+    ``sparse``, for a hybrid collection, the ``BM25SparseDocumentEmbedder`` arguments
+    (``laser_integrations.cli.index.sparse_settings``).
     """
 
     corpus: Path
@@ -63,6 +71,7 @@ class IndexJob:
     server: bool = False
     upload_streams: int = UPLOAD_STREAMS
     bulk_load: bool = True
+    sparse: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -147,10 +156,31 @@ def documents_of(records: list[dict[str, Any]]) -> list[Any]:
     ]  # fmt: skip
 
 
+def sparse_embedder(settings: dict[str, Any] | None) -> Any:
+    """The ``BM25SparseDocumentEmbedder`` of ``settings`` (see :class:`IndexJob`), or None for a dense collection."""
+    if settings is None:
+        return None
+    from haystack_integrations.components.embedders.laser_sparse import BM25SparseDocumentEmbedder
+
+    return BM25SparseDocumentEmbedder(**settings)
+
+
+def embed(records: list[dict[str, Any]], embedder: Any, sparse: Any = None) -> list[Any]:
+    """The Documents of ``records`` (:func:`to_embed`'s) with their LaSER embedding and, when ``sparse`` is an
+    embedder, their BM25 sparse embedding: what every path of ``laser index`` writes."""
+    if not records:
+        return []
+    documents = embedder.run(documents_of(records))["documents"]
+    return sparse.run(documents)["documents"] if sparse is not None else documents
+
+
 def document_bytes(doc: Any) -> int:
     """An upper estimate of an embedded Haystack document's JSON size in an upsert request."""
-    # A float is at most ~12 characters of JSON; payload as written; 200 bytes of keys and id.
-    return 12 * len(doc.embedding or []) + len((doc.content or "").encode()) + len(json.dumps(doc.meta)) + 200
+    # A float is at most ~12 characters of JSON, a sparse term ~24 (its uint32 id and value); payload as written;
+    # 200 bytes of keys and id.
+    sparse = len(doc.sparse_embedding.indices) if getattr(doc, "sparse_embedding", None) is not None else 0
+    return (12 * len(doc.embedding or []) + 24 * sparse + len((doc.content or "").encode()) + len(json.dumps(doc.meta))
+            + 200)  # fmt: skip
 
 
 def request_batches(
@@ -264,6 +294,7 @@ def _index_worker(rank: int, world: int, device: str, threads: int, job: IndexJo
     try:
         setup_worker(device, threads, results)
         embedder = _load_embedder(job, device)
+        sparse = sparse_embedder(job.sparse)
         from .provenance import provenance_of
 
         # The dimension and the provenance record: the parent checks (and records) it before anything is written.
@@ -279,7 +310,7 @@ def _index_worker(rank: int, world: int, device: str, threads: int, job: IndexJo
                 _put(results, ("ask", rank, ids), parent_pid)
                 present = _get(replies, parent_pid)
             todo, updated = to_embed(chunk, present, _embeds_title(job))
-            embedded = embedder.run(documents_of(todo))["documents"] if todo else []
+            embedded = embed(todo, embedder, sparse)
             counts = (len(todo) - updated, updated, len(chunk) - len(todo))
             if store is not None:
                 write_documents(store, embedded, job.upload_streams)
@@ -456,6 +487,7 @@ def index_as_rank(job: IndexJob, rank: int, world: int, device: str, *, progress
     if not dist.is_initialized():
         dist.init_process_group("gloo")
     embedder = _load_embedder(job, device)
+    sparse = sparse_embedder(job.sparse)
     dimension = embedder.encoder.dimension
     restore_m = None
     store = None
@@ -474,7 +506,7 @@ def index_as_rank(job: IndexJob, rank: int, world: int, device: str, *, progress
             for chunk in chunks(shard_records(job.corpus, rank, world), job.chunk_size):
                 todo, n_updated = to_embed(chunk, stored_hashes(store, [r["id"] for r in chunk]), _embeds_title(job))
                 if todo:
-                    write_documents(store, embedder.run(documents_of(todo))["documents"], job.upload_streams)
+                    write_documents(store, embed(todo, embedder, sparse), job.upload_streams)
                 written, updated = written + len(todo) - n_updated, updated + n_updated
                 skipped += len(chunk) - len(todo)
                 bar.update(len(chunk))
@@ -508,7 +540,7 @@ def requested(args: Any) -> bool:
 def run_cli(args: Any) -> int:
     """``laser index`` with ``--devices``/``--processes`` or under torchrun; exit code 0, 1 or 2."""
     from .cli._qdrant_args import embedder_kwargs, missing_haystack, store_kwargs, where
-    from .cli.index import corpus_file, validate_corpus
+    from .cli.index import corpus_file, sparse_settings, validate_corpus
     from .parallel import cpu_devices, parse_devices
     from .qdrant import CollectionDimensionError, StorageLockedError
 
@@ -518,9 +550,6 @@ def run_cli(args: Any) -> int:
 
     if hint := missing_haystack():
         return fail(hint, 1)
-    unsupported = [flag for flag, on in (("--hybrid", getattr(args, "hybrid", False)),) if on]
-    if unsupported:
-        return fail(f"{', '.join(unsupported)} is not supported with several workers yet; index in one process.", 2)
     if args.chunk_size < 1 or args.batch_size < 1:
         return fail("--chunk-size and --batch-size must be positive integers.", 2)
     rank = torchrun_rank()
@@ -547,7 +576,9 @@ def run_cli(args: Any) -> int:
     try:
         path = corpus_file(args.corpus)
         total = validate_corpus(path)  # a bad line fails before anything is written
-    except (FileNotFoundError, ValueError, OSError) as e:
+        # --hybrid: BM25's average document length, measured here once for every worker.
+        sparse = sparse_settings(path, embed_title=not args.no_title) if args.hybrid else None
+    except (FileNotFoundError, ValueError, OSError, ImportError) as e:
         return fail(str(e), 1)
     from .cli._qdrant_args import index_settings
 
@@ -559,13 +590,14 @@ def run_cli(args: Any) -> int:
         **store_kwargs(args),
         **settings,
         "recreate": args.recreate,
+        "hybrid": args.hybrid,
         "shard_number": args.shard_number,
         "replication_factor": args.replication_factor,
         "write_consistency_factor": args.write_consistency_factor,
         "progress_bar": False,
     }
     job = IndexJob(corpus=path, embedder_kwargs=embedder_args, store_kwargs=stores, chunk_size=args.chunk_size,
-                   server=bool(args.url), bulk_load=not args.no_bulk_load)  # fmt: skip
+                   server=bool(args.url), bulk_load=not args.no_bulk_load, sparse=sparse)  # fmt: skip
     try:
         if rank is not None:
             r, world, local = rank

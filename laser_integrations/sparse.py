@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 # Term ids are 32-bit: Qdrant's sparse indices are uint32.
@@ -31,6 +32,7 @@ DEFAULT_B = 0.75
 # fastembed's Qdrant/bm25 assumes 256 tokens; set your corpus' own mean (fit) when you can.
 DEFAULT_AVG_DOC_LENGTH = 256.0
 STOPWORDS = "en"
+_FIT_SLICE = 10_000  # texts tokenized at once by fit()
 
 
 @dataclass(frozen=True)
@@ -112,10 +114,21 @@ class BM25SparseEncoder:
         self.k1, self.b, self.avg_doc_length = float(k1), float(b), float(avg_doc_length)
 
     @classmethod
-    def fit(cls, texts: Sequence[str], *, k1: float = DEFAULT_K1, b: float = DEFAULT_B) -> BM25SparseEncoder:
-        """An encoder whose ``avg_doc_length`` is the mean token count of ``texts`` (as bm25s measures it)."""
-        lengths = [len(tokens) for tokens in tokenize(texts)]
-        mean = sum(lengths) / len(lengths) if lengths else 0.0
+    def fit(cls, texts: Iterable[str], *, k1: float = DEFAULT_K1, b: float = DEFAULT_B) -> BM25SparseEncoder:
+        """An encoder whose ``avg_doc_length`` is the mean token count of ``texts`` (as bm25s measures it).
+
+        ``texts`` may be a generator: it is tokenized a slice at a time (integer counts, so the mean is the same
+        as over one list), so measuring a corpus never holds it whole.
+        """
+        if isinstance(texts, str):
+            msg = "fit() takes a list (or iterable) of texts, got one string; wrap it in a list."
+            raise TypeError(msg)
+        tokens = documents = 0
+        iterator = iter(texts)
+        while batch := list(islice(iterator, _FIT_SLICE)):
+            tokens += sum(len(t) for t in tokenize(batch))
+            documents += len(batch)
+        mean = tokens / documents if documents else 0.0
         return cls(k1=k1, b=b, avg_doc_length=mean if mean > 0 else DEFAULT_AVG_DOC_LENGTH)
 
     def to_dict(self) -> dict[str, float]:

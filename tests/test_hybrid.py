@@ -98,6 +98,18 @@ def test_term_ids_are_fixed_and_vectors_sorted():
         BM25SparseEncoder().encode_queries("one string")
 
 
+def test_fit_streams_a_generator_to_the_mean_of_the_whole_corpus(monkeypatch):
+    import laser_integrations.sparse as sparse
+
+    tokens = bm25s.tokenize(list(TEXTS.values()), stopwords="en", return_ids=False, show_progress=False)
+    lengths = [len(t) for t in tokens]
+    monkeypatch.setattr(sparse, "_FIT_SLICE", 3)  # several slices, the last one short
+    fitted = BM25SparseEncoder.fit(text for text in TEXTS.values())
+    assert fitted.avg_doc_length == sum(lengths) / len(lengths)
+    with pytest.raises(TypeError, match="got one string; wrap it in a list"):
+        BM25SparseEncoder.fit("one text")
+
+
 # Qdrant Edge (the default for a folder) and qdrant-client (in memory, standing in for a server): the same ranking.
 @pytest.fixture(scope="module", params=["edge", "client"])
 def hybrid_store(symmetric_encoder_dir, request, tmp_path_factory):

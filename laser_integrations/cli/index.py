@@ -114,16 +114,16 @@ def validate_corpus(path: Path) -> int:
     return total
 
 
-def _sparse_encoder(path: Path, args: argparse.Namespace) -> Any:
-    """The BM25 sparse embedder, its average length measured on the whole corpus (so a resumed run agrees)."""
-    from haystack_integrations.components.embedders.laser_sparse import BM25SparseDocumentEmbedder
-
+def sparse_settings(path: Path, *, embed_title: bool) -> dict[str, Any]:
+    """``BM25SparseDocumentEmbedder`` arguments for the corpus at ``path``: its average length measured on the
+    whole corpus, streamed. A function of the file alone, so a resumed run, and every worker of a several-worker
+    run, write the vectors one process writes."""
     from ..sparse import BM25SparseEncoder
 
-    fields = [] if args.no_title else ["title"]
-    texts = [f"{r['title']}\n{r['text']}" if fields and r["title"] else r["text"] for r in read_corpus(path)]
-    avg = BM25SparseEncoder.fit(texts).avg_doc_length
-    return BM25SparseDocumentEmbedder(avg_doc_length=avg, meta_fields_to_embed=fields)
+    fields = ["title"] if embed_title else []
+    # The text BM25SparseDocumentEmbedder encodes: the title (unless --no-title), a newline, the text.
+    texts = (f"{r['title']}\n{r['text']}" if fields and r["title"] else r["text"] for r in read_corpus(path))
+    return {"avg_doc_length": BM25SparseEncoder.fit(texts).avg_doc_length, "meta_fields_to_embed": fields}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         **embedder_kwargs(args), batch_size=args.batch_size, progress_bar=False, meta_fields_to_embed=fields
     )
     embedder.warm_up()
-    sparse = _sparse_encoder(path, args) if args.hybrid else None
+    sparse = indexing.sparse_embedder(sparse_settings(path, embed_title=not args.no_title) if args.hybrid else None)
     encoder = embedder.encoder
     assert encoder is not None  # set by warm_up
     store = open_document_store(
@@ -179,11 +179,9 @@ def run(args: argparse.Namespace) -> int:
                 written, updated = written + len(todo) - n_updated, updated + n_updated
                 skipped += len(chunk) - len(todo)
                 if todo:
-                    embedded = embedder.run(indexing.documents_of(todo))["documents"]
-                    if sparse is not None:
-                        embedded = sparse.run(embedded)["documents"]
-                    # OVERWRITE upserts by point id (uuid5 of the document id): never a duplicate point.
-                    store.write_documents(embedded, policy=DuplicatePolicy.OVERWRITE)
+                    # OVERWRITE upserts by point id (uuid5 of the document id): never a duplicate point; a point's
+                    # dense and sparse vectors are written together.
+                    store.write_documents(indexing.embed(todo, embedder, sparse), policy=DuplicatePolicy.OVERWRITE)
                 bar.update(len(chunk))
                 bar.set_postfix(new=written, updated=updated, skipped=skipped)
         if bulk:  # also after a resumed run that had nothing left to write: a killed run may not have built it
