@@ -142,14 +142,15 @@ def test_metadata_filters_apply_to_haystack_meta(folder, symmetric_encoder_dir, 
 
 
 def test_hybrid_mode_matches_haystacks_hybrid_retriever_and_bm25(folder, symmetric_encoder_dir, symmetric):
-    haystack_by_query = {query: dict(haystack_hits(folder, symmetric_encoder_dir, query, hybrid=True)) for query in QUERIES}
+    haystack_by_query = {q: dict(haystack_hits(folder, symmetric_encoder_dir, q, hybrid=True)) for q in QUERIES}
     store, embed = llama_store(folder, symmetric_encoder_dir, collection="hybrid", hybrid=True)
     assert store.layout == "haystack"
     index = VectorStoreIndex.from_vector_store(store, embed_model=embed)
     hybrid = index.as_retriever(vector_store_query_mode="hybrid", similarity_top_k=N, sparse_top_k=N, hybrid_top_k=N)
     sparse = index.as_retriever(vector_store_query_mode="sparse", similarity_top_k=N, sparse_top_k=N)
     bm25 = bm25s.BM25(k1=1.5, b=0.75)
-    bm25.index(bm25s.tokenize([t for _, t in CORPUS.values()], stopwords="en", show_progress=False), show_progress=False)
+    corpus_tokens = bm25s.tokenize([t for _, t in CORPUS.values()], stopwords="en", show_progress=False)
+    bm25.index(corpus_tokens, show_progress=False)
     try:
         for query in QUERIES:
             # sparse alone: "text-sparse" with the BM25 query vector laser search uses: bm25s's scores
@@ -209,7 +210,8 @@ _CHILD = textwrap.dedent("""
     from laser_integrations.qdrant import open_vector_store
     embed = LaSEREmbedding(sys.argv[2], device="cpu")
     store = open_vector_store(path=sys.argv[1], collection="dense", embed_model=embed)
-    hits = VectorStoreIndex.from_vector_store(store, embed_model=embed).as_retriever(similarity_top_k=3).retrieve(sys.argv[3])
+    retriever = VectorStoreIndex.from_vector_store(store, embed_model=embed).as_retriever(similarity_top_k=3)
+    hits = retriever.retrieve(sys.argv[3])
     store.close()
     print(json.dumps([[h.node.node_id, h.score] for h in hits]))
 """)
@@ -217,7 +219,8 @@ _CHILD = textwrap.dedent("""
 
 def test_reopened_in_a_second_process_after_the_first_closed(folder, symmetric_encoder_dir):
     store, embed = llama_store(folder, symmetric_encoder_dir)
-    hits = VectorStoreIndex.from_vector_store(store, embed_model=embed).as_retriever(similarity_top_k=3).retrieve(QUERIES[0])
+    retriever = VectorStoreIndex.from_vector_store(store, embed_model=embed).as_retriever(similarity_top_k=3)
+    hits = retriever.retrieve(QUERIES[0])
     store.close()
     child = subprocess.run([sys.executable, "-c", _CHILD, str(folder), str(symmetric_encoder_dir), QUERIES[0]],
                            capture_output=True, text=True, timeout=300)  # fmt: skip
