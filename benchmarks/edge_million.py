@@ -6,6 +6,13 @@ HNSW build and the one optimize at the end, with the settings a new Edge folder 
 whose peak RSS is read from ``getrusage(RUSAGE_CHILDREN)``; then the queries are embedded by the same model and
 searched through the store ``laser search`` opens (read-only, with its ``search_params``), timed one at a time,
 and compared with exact search over the stored vectors (numpy). One real ``laser search`` call checks the CLI.
+Then the same folder is searched through each framework's retriever, query text in, the query embedded by the
+retriever itself (so latency includes one query embedding): Haystack's ``LaSERRetriever`` over
+``open_document_store`` and LlamaIndex's ``VectorStoreIndex.from_vector_store(open_vector_store(...))`` retriever
+(``QdrantEdgeVectorStore`` reading the Haystack layout), both with ``laser search``'s search settings; each row
+gives p50 and recall@10 against the exact top 10, and how many top-10 id lists the two frameworks share. Each
+framework is also timed with the query embedded beforehand (``QdrantEdgeEmbeddingRetriever``; LlamaIndex's
+retriever given a ``QueryBundle`` with the embedding): the framework and the store without the model.
 
 Run (the lead's 10^6 runs; nice it on a shared machine, ``--tmp /dev/shm`` if it has room for ~3 GB):
     nice -n 10 python benchmarks/edge_million.py --points 1000000 --dim 576 --tmp /dev/shm
@@ -94,6 +101,7 @@ def main() -> None:
         probe = subprocess.run([sys.executable, "-m", "laser_integrations.cli.main", "search", "w1 w2 w3", *common,
                                 "--top-k", "3"], env=env, capture_output=True, text=True)  # fmt: skip
         print(f"# laser search exit {probe.returncode}: {probe.stdout.strip().splitlines()[:1]}")
+        rows += frameworks(args, root, common)
         for row in rows:
             print(json.dumps(row))
     finally:
@@ -101,6 +109,81 @@ def main() -> None:
             print(f"# kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def query_texts(args: argparse.Namespace) -> list[str]:
+    rng = np.random.default_rng(args.seed + 1)
+    return [" ".join(f"w{w}" for w in rng.integers(0, WORDS, size=5)) for _ in range(args.queries)]
+
+
+def frameworks(args: argparse.Namespace, root: Path, common: list[str]) -> list[dict]:
+    """The same collection searched from Haystack (LaSERRetriever) and LlamaIndex (VectorStoreIndex retriever)."""
+    from haystack.utils import ComponentDevice
+    from llama_index.core import VectorStoreIndex
+
+    from haystack_integrations.components.embedders.laser import LaSERTextEmbedder
+    from haystack_integrations.components.retrievers.laser import LaSERRetriever
+    from haystack_integrations.components.retrievers.laser_edge import QdrantEdgeEmbeddingRetriever
+    from llama_index.core.schema import QueryBundle
+    from laser_integrations.cli.main import build_parser
+    from laser_integrations.cli._qdrant_args import search_settings
+    from laser_integrations.llama_index import LaSEREmbedding
+    from laser_integrations.qdrant import open_document_store, open_vector_store
+
+    texts = query_texts(args)
+    model = str(root / "model")
+    embedder = LaSERTextEmbedder(model=model, progress_bar=False)
+    embedder.warm_up()
+    vectors = [embedder.run(t)["embedding"] for t in texts]
+    truth = exact_top(root, args.dim, np.asarray(vectors, np.float32), args.k)
+    flags = ["search", "q", *common]
+    settings = search_settings(build_parser(flags).parse_args(flags))  # laser search's defaults on Edge
+
+    def timed(search: object, given: object) -> tuple[list[float], list[list[str]], list[float]]:
+        """Latencies and ids of ``search(text)`` and latencies of ``given(text, vector)`` (query pre-embedded)."""
+        for t, v in zip(texts[:5], vectors[:5]):
+            search(t), given(t, v)  # type: ignore[operator]
+        times, ids, pre = [], [], []
+        for t, v in zip(texts, vectors, strict=True):
+            t0 = time.perf_counter()
+            ids.append(search(t))  # type: ignore[operator]
+            t1 = time.perf_counter()
+            given(t, v)  # type: ignore[operator]
+            times.append((t1 - t0) * 1000)
+            pre.append((time.perf_counter() - t1) * 1000)
+        return times, ids, pre
+
+    store = open_document_store(path=root / "qdrant", collection="bench", embedding_dim=args.dim, read_only=True,
+                                progress_bar=False, **settings)  # fmt: skip
+    retriever = LaSERRetriever(document_store=store, model=model, device=ComponentDevice.from_str("cpu"), top_k=args.k)
+    by_vector = QdrantEdgeEmbeddingRetriever(document_store=store, top_k=args.k)
+    try:
+        results = {"haystack": timed(lambda t: [d.id for d in retriever.run(query=t)["documents"]],
+                                     lambda t, v: by_vector.run(query_embedding=v))}  # fmt: skip
+    finally:
+        store.close()
+    embed = LaSEREmbedding(model, device="cpu")
+    vector_store = open_vector_store(path=root / "qdrant", collection="bench", embed_model=embed, **settings)
+    try:
+        index = VectorStoreIndex.from_vector_store(vector_store, embed_model=embed)
+        llama = index.as_retriever(similarity_top_k=args.k)
+        results["llama_index"] = timed(lambda t: [h.node.node_id for h in llama.retrieve(t)],
+                                       lambda t, v: llama.retrieve(QueryBundle(t, embedding=v)))  # fmt: skip
+    finally:
+        vector_store.close()
+    same = sum(a == b for a, b in zip(results["haystack"][1], results["llama_index"][1], strict=True))
+    rows = []
+    for name, (times, ids, pre) in results.items():
+        recall = float(np.mean([len(set(got) & want) / args.k for got, want in zip(ids, truth, strict=True)]))
+        row = {"points": args.points, "dim": args.dim, "framework": name, **settings["search_params"],
+               "p50_ms": round(float(np.percentile(times, 50)), 2), "p99_ms": round(float(np.percentile(times, 99)), 2),
+               "p50_ms_pre_embedded": round(float(np.percentile(pre, 50)), 2),
+               "recall_at_10": round(recall, 4), "same_ids_as_haystack": f"{same}/{len(texts)}"}  # fmt: skip
+        rows.append(row)
+        print(f"| {args.points:,} | {args.dim} | {name} retriever | p50 {row['p50_ms']} ms (query embedding "
+              f"included; {row['p50_ms_pre_embedded']} ms pre-embedded) | p99 {row['p99_ms']} ms | recall@10 "
+              f"{row['recall_at_10']} | same top-10 as Haystack {same}/{len(texts)} |", flush=True)  # fmt: skip
+    return rows
 
 
 def exact_top(root: Path, dim: int, queries: np.ndarray, k: int) -> list[set[str]]:
@@ -135,8 +218,7 @@ def measure(args: argparse.Namespace, root: Path, common: list[str], index_s: fl
     from laser_integrations.cli.search import _open_store
     from laser_integrations.qdrant import open_document_store
 
-    rng = np.random.default_rng(args.seed + 1)
-    texts = [" ".join(f"w{w}" for w in rng.integers(0, WORDS, size=5)) for _ in range(args.queries)]
+    texts = query_texts(args)
     embedder = LaSERTextEmbedder(model=str(root / "model"), progress_bar=False)
     embedder.warm_up()
     queries = np.asarray([embedder.run(t)["embedding"] for t in texts], dtype=np.float32)

@@ -9,6 +9,13 @@ a Qdrant server collection that ``QdrantVectorStore`` reads. With ``enable_hybri
 search and fuses them with ``hybrid_fusion_fn`` (default: Qdrant's RRF, ``laser_integrations.hybrid``), and
 ``"sparse"`` runs the sparse search alone.
 
+It also reads a shard written by Haystack (``QdrantEdgeDocumentStore``, ``laser index``): qdrant-haystack's layout
+(one unnamed dense vector, or ``"text-dense"`` beside the sparse ``"text-sparse"``; the payload
+``Document.to_dict()``). ``payload_layout="auto"`` (the default) recognises it from the shard's stored vectors;
+queries then return ``TextNode``s with the Haystack document's id, content and meta, filters apply to its meta, and
+the hybrid and sparse modes search ``"text-sparse"`` with the BM25 query vectors Haystack's retrievers use. Such a
+shard is read only: writing LlamaIndex's payload into it would mix two layouts in one collection.
+
 Example:
     >>> from llama_index.core import StorageContext, VectorStoreIndex
     >>> from laser_integrations.edge_vector_store import QdrantEdgeVectorStore
@@ -23,10 +30,10 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
-from llama_index.core.schema import BaseNode, MetadataMode
+from llama_index.core.schema import BaseNode, MetadataMode, TextNode
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
     FilterCondition,
@@ -40,6 +47,8 @@ from llama_index.core.vector_stores.types import (
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
 from . import edge
+from .hybrid import DENSE_VECTOR_NAME as HAYSTACK_DENSE_VECTOR_NAME
+from .hybrid import SPARSE_VECTOR_NAME as HAYSTACK_SPARSE_VECTOR_NAME
 
 DEFAULT_VECTOR_NAME = "text-dense"  # QdrantVectorStore's name for the dense vector
 DEFAULT_SPARSE_VECTOR_NAME = "text-sparse-new"  # and for the sparse one
@@ -48,6 +57,12 @@ SparseEncoderCallable = Callable[[list[str]], tuple[list[list[int]], list[list[f
 DOC_ID_KEY = "doc_id"
 # Node ids that are not UUIDs (Qdrant accepts only UUIDs and integers) become uuid5 in this namespace.
 NODE_ID_NAMESPACE = uuid.UUID("0b8f5a8e-6a34-4d7e-9b3c-5b1f0c9f2d41")
+# Whose payload a shard holds: LlamaIndex's QdrantVectorStore's, or qdrant-haystack's (QdrantEdgeDocumentStore's).
+PayloadLayout = Literal["auto", "llama_index", "haystack"]
+HAYSTACK_META_PREFIX = "meta."  # Haystack keeps a Document's meta under the payload key "meta"
+# Settings of the shard itself, which the store that writes it owns; refused on a shard this store only reads.
+_SHARD_SETTINGS = ("hnsw_config", "quantization_config", "optimizers_config", "on_disk", "payload_indexes",
+                   "index_doc_id", "vector_name", "sparse_vector_name")  # fmt: skip
 
 
 def point_id(node_id: str) -> str:
@@ -85,6 +100,11 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
             ``laser_integrations.sparse.BM25SparseEncoder()``'s ``llama_index_doc_fn`` / ``llama_index_query_fn``).
         hybrid_fusion_fn: ``(dense_result, sparse_result, alpha, top_k) -> result`` (default: Qdrant's RRF,
             ``laser_integrations.hybrid.llama_index_rrf_fusion``).
+        payload_layout: ``"auto"`` (default): an existing shard's layout, detected from its stored vectors (an
+            unnamed vector, or the sparse ``"text-sparse"``: Haystack's) and checked on one stored payload; a new
+            shard gets LlamaIndex's. ``"llama_index"``: only LlamaIndex's (another layout is refused).
+            ``"haystack"``: only a shard written by Haystack (``QdrantEdgeDocumentStore`` / ``laser index``), read
+            only; the shard's own settings (``hnsw_config``, ``payload_indexes``, vector names...) cannot be given.
     """
 
     stores_text: bool = True
@@ -106,8 +126,12 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
     optimize_after_add: bool = True
     enable_hybrid: bool = False
     sparse_vector_name: str = DEFAULT_SPARSE_VECTOR_NAME
+    payload_layout: PayloadLayout = "auto"
 
     _shard: Any = PrivateAttr(default=None)
+    _layout: str | None = PrivateAttr(default=None)  # the open shard's: "llama_index" or "haystack"
+    _dense_name: str = PrivateAttr(default=DEFAULT_VECTOR_NAME)  # the open shard's vector names
+    _sparse_name: str = PrivateAttr(default=DEFAULT_SPARSE_VECTOR_NAME)
     _sparse_doc_fn: SparseEncoderCallable | None = PrivateAttr(default=None)
     _sparse_query_fn: SparseEncoderCallable | None = PrivateAttr(default=None)
     _hybrid_fusion_fn: Callable[..., VectorStoreQueryResult] | None = PrivateAttr(default=None)
@@ -156,6 +180,11 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
         return Path(self.path).expanduser() / self.collection_name
 
     @property
+    def layout(self) -> str | None:
+        """The open shard's payload layout, ``"llama_index"`` or ``"haystack"`` (None before it opens)."""
+        return self._layout
+
+    @property
     def client(self) -> Any:
         """The open ``qdrant_edge.EdgeShard`` (None before first use)."""
         return self._shard
@@ -167,6 +196,18 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
         if self._shard is not None:
             return self._shard
         stored = edge.stored_config(self.folder)
+        if self.payload_layout != "llama_index" and stored is not None and _haystack_vectors(stored) is not None:
+            shard = self._open_haystack(stored)
+            if shard is not None:
+                return shard
+        if self.payload_layout == "haystack":
+            msg = (
+                f"payload_layout='haystack' reads a shard written by Haystack (QdrantEdgeDocumentStore / `laser "
+                f"index`), but {str(self.folder)!r} holds {'no shard' if stored is None else 'another layout'}. "
+                "Index it with `laser index CORPUS --path PATH --collection NAME` first, or use "
+                "payload_layout='auto' for LlamaIndex's own layout."
+            )
+            raise ValueError(msg)
         size = self.embedding_dim
         if size is None and stored is not None:
             vectors = stored.get("vectors") or {}
@@ -192,7 +233,51 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
             where="QdrantEdgeVectorStore",
         )
         self.embedding_dim = size
+        self._layout, self._dense_name, self._sparse_name = "llama_index", self.vector_name, self.sparse_vector_name
         return self._shard
+
+    def _open_haystack(self, stored: dict[str, Any]) -> Any:
+        """Load a Haystack-layout shard as it is (read only); None when its payload turns out to be LlamaIndex's."""
+        dense, sparse = _haystack_vectors(stored)  # type: ignore[misc]
+        where = f"Qdrant Edge folder {str(self.folder.parent)!r}"
+        given = sorted(name for name in _SHARD_SETTINGS if name in self.model_fields_set)
+        if given:
+            msg = (
+                f"{str(self.folder)!r} was written by Haystack (QdrantEdgeDocumentStore / `laser index`), whose "
+                f"store owns its settings; QdrantEdgeVectorStore only reads it and cannot take {', '.join(given)}. "
+                "Remove them (search_params still apply), or change them through QdrantEdgeDocumentStore."
+            )
+            raise ValueError(msg)
+        if self.enable_hybrid and sparse is None:
+            raise edge.layout_error(self.collection_name, where, True, "enable_hybrid=True / hybrid=True")
+        size = int(stored["vectors"][dense]["size"])
+        edge.check_vectors(self.folder, stored, {dense: (self.embedding_dim or size, self.similarity)},
+                           self.class_name(), [sparse] if self.enable_hybrid and sparse else ())  # fmt: skip
+        qe = edge.require_edge()
+        shard = edge.load_shard(self.folder)  # as it is: its settings stay Haystack's
+        try:
+            sample, _ = shard.scroll(qe.ScrollRequest(limit=1, with_payload=True, with_vector=False))
+        except BaseException:
+            shard.close()
+            raise
+        if sample and "_node_content" in (sample[0].payload or {}):  # an older QdrantVectorStore's unnamed vector
+            shard.close()
+            return None
+        self._shard, self.embedding_dim = shard, size
+        self._layout, self._dense_name, self._sparse_name = "haystack", dense, sparse or HAYSTACK_SPARSE_VECTOR_NAME
+        return shard
+
+    def _refuse_writes(self, what: str) -> None:
+        """Refuse ``what`` (a write) on a Haystack-layout shard: one collection never holds two payload layouts."""
+        if self._layout == "haystack":
+            msg = (
+                f"QdrantEdgeVectorStore cannot {what}: {str(self.folder)!r} was written by Haystack "
+                "(QdrantEdgeDocumentStore / `laser index`) in qdrant-haystack's payload layout, and this store "
+                "reads it but never writes LlamaIndex's layout into it. Write it with Haystack's store: `laser index "
+                "CORPUS --path PATH --collection NAME`, or laser_integrations.qdrant.open_document_store(path=..., "
+                "collection=...) and write_documents; or give LlamaIndex's nodes their own collection."
+            )
+            raise ValueError(msg)
 
     def open(self) -> Any:
         """Open the shard now (needs ``embedding_dim`` or an existing shard); returns the ``EdgeShard``."""
@@ -233,6 +318,7 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
                 raise ValueError(msg)
             sizes.add(len(node.embedding))
         shard = self._open(dimension=len(nodes[0].embedding))
+        self._refuse_writes("add nodes")
         wrong = sizes - {self.embedding_dim}
         if wrong:
             msg = (
@@ -243,13 +329,13 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
         qe = edge.require_edge()
         for start in range(0, len(nodes), self.batch_size):
             batch = nodes[start : start + self.batch_size]
-            vectors: list[dict[str, Any]] = [{self.vector_name: node.get_embedding()} for node in batch]
+            vectors: list[dict[str, Any]] = [{self._dense_name: node.get_embedding()} for node in batch]
             if self._sparse_doc_fn is not None:  # the text QdrantVectorStore encodes: what the dense model embeds
                 texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in batch]
                 indices, values = self._sparse_doc_fn(texts)
                 for vector, ids, weights in zip(vectors, indices, values, strict=True):
                     if ids:  # a text without terms has no sparse vector (the sparse search cannot find it)
-                        vector[self.sparse_vector_name] = qe.SparseVector(indices=list(ids), values=list(weights))
+                        vector[self._sparse_name] = qe.SparseVector(indices=list(ids), values=list(weights))
             points = [
                 qe.Point(
                     id=point_id(node.node_id),
@@ -267,6 +353,7 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
         """Delete every node of the document ``ref_doc_id``."""
         shard = self._open()
         if shard is not None:
+            self._refuse_writes("delete a document's nodes")
             qe = edge.require_edge()
             of_document = qe.Filter(must=[edge.equal(DOC_ID_KEY, ref_doc_id)])
             shard.update(qe.UpdateOperation.delete_points_by_filter(of_document))
@@ -280,6 +367,7 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
             raise ValueError(msg)
         shard = self._open()
         if shard is not None:
+            self._refuse_writes("delete nodes")
             qe = edge.require_edge()
             shard.update(qe.UpdateOperation.delete_points_by_filter(self._filter(node_ids, filters)))
 
@@ -297,7 +385,7 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
             page = 1000 if limit is None else min(1000, limit - len(nodes))
             request = qe.ScrollRequest(
                 offset=offset, limit=page, filter=self._filter(node_ids, filters), with_payload=True,
-                with_vector=[self.vector_name],
+                with_vector=[self._dense_name],
             )  # fmt: skip
             records, offset = shard.scroll(request)
             nodes.extend(self._node(record) for record in records)
@@ -309,6 +397,7 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
         """Delete every node (the shard and its settings stay)."""
         shard = self._open()
         if shard is not None:
+            self._refuse_writes("clear the collection")
             qe = edge.require_edge()
             shard.update(qe.UpdateOperation.delete_points_by_filter(qe.Filter()))
 
@@ -348,6 +437,12 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
         qe = edge.require_edge()
         # LlamaIndex's retriever passes node_ids=[] for "no restriction" (as QdrantVectorStore reads it).
         condition = self._filter(query.node_ids or None, query.filters)
+        if query.doc_ids and self._layout == "haystack":
+            msg = (
+                "doc_ids cannot be honoured on a Haystack-layout shard: a Haystack document is one node, with no "
+                "source document to match; restrict the search with node_ids (the Haystack document ids) instead."
+            )
+            raise ValueError(msg)
         if query.doc_ids:
             of_documents = qe.Filter(should=[edge.equal(DOC_ID_KEY, d) for d in query.doc_ids])
             condition = qe.Filter(must=[condition, of_documents])
@@ -356,11 +451,11 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
             indices, values = self._sparse_query_fn([query.query_str])
             sparse = qe.SparseVector(indices=list(indices[0]), values=list(values[0]))
             depth = query.sparse_top_k or query.similarity_top_k
-            sparse_result = self._search(shard, sparse, self.sparse_vector_name, depth, condition)
+            sparse_result = self._search(shard, sparse, self._sparse_name, depth, condition)
             if query.mode == VectorStoreQueryMode.SPARSE:
                 return sparse_result
         dense = [float(x) for x in query.query_embedding]  # type: ignore[union-attr]
-        dense_result = self._search(shard, dense, self.vector_name, query.similarity_top_k, condition)
+        dense_result = self._search(shard, dense, self._dense_name, query.similarity_top_k, condition)
         if query.mode == VectorStoreQueryMode.DEFAULT:
             return dense_result
         assert self._hybrid_fusion_fn is not None
@@ -377,8 +472,8 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
             query=qe.Query.Nearest(vector, using=using),
             filter=condition,
             with_payload=True,
-            with_vector=[self.vector_name],
-            params=edge.search_params(self.search_params) if using == self.vector_name else None,
+            with_vector=[self._dense_name],
+            params=edge.search_params(self.search_params) if using == self._dense_name else None,
         )
         points = shard.query(request)
         nodes = [self._node(point) for point in points]
@@ -389,30 +484,59 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
     # ---- helpers ---------------------------------------------------------------------------------------------
 
     def _node(self, record: Any) -> BaseNode:
-        node = metadata_dict_to_node(record.payload)
         vector = record.vector or {}
-        node.embedding = vector.get(self.vector_name) if isinstance(vector, dict) else None
+        # An unnamed vector (Haystack's layout without sparse vectors) comes back as a plain list.
+        embedding = vector.get(self._dense_name) if isinstance(vector, dict) else (vector or None)
+        if self._layout == "haystack":
+            return haystack_node(record.payload, embedding)
+        node = metadata_dict_to_node(record.payload)
+        node.embedding = embedding
         return node
 
     def _filter(self, node_ids: list[str] | None, filters: MetadataFilters | None) -> Any:
         qe = edge.require_edge()
+        haystack = self._layout == "haystack"
         must = []
         if node_ids is not None:
-            must.append(qe.HasIdCondition({point_id(i) for i in node_ids}) if node_ids else edge.nothing())
+            if not node_ids:
+                must.append(edge.nothing())
+            elif haystack:  # its point ids are qdrant-haystack's uuid5 of the document id, also in the payload
+                must.append(qe.Filter(should=[edge.equal("id", i) for i in node_ids]))
+            else:
+                must.append(qe.HasIdCondition({point_id(i) for i in node_ids}))
         if filters is not None:
-            must.append(convert_metadata_filters(filters))
+            must.append(convert_metadata_filters(filters, prefix=HAYSTACK_META_PREFIX if haystack else ""))
         return qe.Filter(must=must)
 
 
-def convert_metadata_filters(filters: MetadataFilters) -> Any:
-    """LlamaIndex ``MetadataFilters`` as a ``qdrant_edge.Filter`` over the node metadata (top-level payload keys).
+def _haystack_vectors(stored: dict[str, Any]) -> tuple[str, str | None] | None:
+    """The dense and sparse vector names of a shard in qdrant-haystack's layout (``("", None)`` or ``("text-dense",
+    "text-sparse")``), or None for any other stored layout."""
+    vectors, sparse = set(stored.get("vectors") or {}), set(stored.get("sparse_vectors") or {})
+    if vectors == {""} and not sparse:
+        return "", None
+    if vectors == {HAYSTACK_DENSE_VECTOR_NAME} and sparse == {HAYSTACK_SPARSE_VECTOR_NAME}:
+        return HAYSTACK_DENSE_VECTOR_NAME, HAYSTACK_SPARSE_VECTOR_NAME
+    return None
+
+
+def haystack_node(payload: dict[str, Any], embedding: list[float] | None = None) -> TextNode:
+    """A Haystack ``Document.to_dict()`` payload as a ``TextNode``: its id, content and meta (a blob or an inline
+    sparse embedding has no place in a TextNode and is left out)."""
+    return TextNode(id_=str(payload["id"]), text=payload.get("content") or "", metadata=dict(payload.get("meta") or {}),
+                    embedding=embedding)  # fmt: skip
+
+
+def convert_metadata_filters(filters: MetadataFilters, prefix: str = "") -> Any:
+    """LlamaIndex ``MetadataFilters`` as a ``qdrant_edge.Filter`` over the node metadata: top-level payload keys, or
+    ``prefix + key`` (``"meta."`` for a Haystack payload).
 
     Raises:
         ValueError: an operator Qdrant Edge cannot honour (``text_match_insensitive``) or a malformed value.
     """
     qe = edge.require_edge()
     parts = [
-        convert_metadata_filters(f) if isinstance(f, MetadataFilters) else _metadata_condition(f)
+        convert_metadata_filters(f, prefix) if isinstance(f, MetadataFilters) else _metadata_condition(f, prefix)
         for f in filters.filters
     ]
     condition = filters.condition or FilterCondition.AND
@@ -423,9 +547,9 @@ def convert_metadata_filters(filters: MetadataFilters) -> Any:
     return qe.Filter(must_not=[qe.Filter(must=parts)])  # NOT negates the conjunction of its filters
 
 
-def _metadata_condition(item: MetadataFilter) -> Any:
+def _metadata_condition(item: MetadataFilter, prefix: str = "") -> Any:
     qe = edge.require_edge()
-    key, value, operator = item.key, item.value, FilterOperator(item.operator)
+    key, value, operator = prefix + item.key, item.value, FilterOperator(item.operator)
     if operator == FilterOperator.EQ or operator == FilterOperator.CONTAINS:
         return edge.equal(key, value)
     if operator == FilterOperator.NE:

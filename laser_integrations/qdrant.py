@@ -465,6 +465,10 @@ def _open_edge(
         raise _edge_dimension_error(e, store.folder, collection, dimension or 0, where) from e
     if record is None:
         return
+    if getattr(store, "layout", None) == "haystack" and record.get("layout") != "haystack":
+        # A LlamaIndex store reading a shard Haystack wrote (it refuses writes there): the model is checked as a
+        # reader's, of the layout it reads; document-side settings (title, instruction) are the writer's business.
+        record, read_only = {**record, "layout": "haystack"}, True
     try:
         ensure_folder_provenance(store.folder, _edge_points(shard), record, collection=collection, where=where,
                                  role="reader" if read_only else "writer", allow_mismatch=allow_mismatch)  # fmt: skip
@@ -741,7 +745,10 @@ def open_vector_store(
     """A LlamaIndex ``QdrantVectorStore`` for LaSER vectors of size ``embedding_dim``, with sync and async clients.
 
     LlamaIndex derives point ids from node ids, so re-inserting the same nodes overwrites them. LlamaIndex and
-    Haystack lay out payloads differently: give each framework its own collection.
+    Haystack lay out payloads differently: give each framework its own collection to write. On Qdrant Edge, a
+    folder written by Haystack (``laser index``, ``QdrantEdgeDocumentStore``) opens read only in its own layout
+    (``QdrantEdgeVectorStore(payload_layout="auto")``), so LlamaIndex can search what ``laser index`` built; its
+    model is checked as a reader's.
 
     Both clients are set, so ``retrieve`` and ``aretrieve``, ``use_async=True`` and ``async_add`` all work: with
     ``url=`` a ``QdrantClient`` and an ``AsyncQdrantClient`` to the server; in embedded and in-memory mode the one

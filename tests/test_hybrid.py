@@ -425,9 +425,15 @@ def test_edge_vector_store_layouts_are_checked(tmp_path):
     hybrid.close()
     with pytest.raises(CollectionLayoutError, match=r"'hybrid' .* created for hybrid search.*enable_hybrid=True"):
         open_vector_store(path=tmp_path, collection="hybrid", embedding_dim=2)
-    # A Haystack hybrid shard is another layout (its sparse vector is "text-sparse"): refused, not mixed into.
+    # A Haystack hybrid shard (its sparse vector is "text-sparse") opens read only in Haystack's layout, and is
+    # refused when LlamaIndex's layout is asked for: never mixed into.
     open_document_store(path=tmp_path, collection="haystack", embedding_dim=2, hybrid=True).close()
+    haystack = open_vector_store(path=tmp_path, collection="haystack", embedding_dim=2, hybrid=True)
+    assert haystack.layout == "haystack"
+    with pytest.raises(ValueError, match=r"cannot add nodes: .* was written by Haystack"):
+        haystack.add([TextNode(text="prime numbers", embedding=[1.0, 0.0])])
+    haystack.close()
     with pytest.raises(ValueError, match=r"no sparse vector 'text-sparse-new'.*another layout"):
-        open_vector_store(path=tmp_path, collection="haystack", embedding_dim=2, hybrid=True)
+        open_vector_store(path=tmp_path, collection="haystack", embedding_dim=2, hybrid=True, payload_layout="llama_index")
     with pytest.raises(ValueError, match="serve hybrid search only; pass enable_hybrid=True"):
         QdrantEdgeVectorStore(path=tmp_path, collection_name="x", sparse_doc_fn=BM25SparseEncoder().llama_index_doc_fn)
