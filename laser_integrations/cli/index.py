@@ -9,6 +9,7 @@ whose text changed is embedded again. The collection records the model that fill
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
 
     written = updated = skipped = 0
     built = ""
+    embed_s = write_s = 0.0  # where the time goes: the model, or the store (the summary says both)
     try:
         with tqdm(total=total, desc=f"Indexing into {args.collection!r}", unit="doc", disable=args.no_progress) as bar:
             for chunk in indexing.chunks(read_corpus(path), args.chunk_size):
@@ -181,7 +183,11 @@ def run(args: argparse.Namespace) -> int:
                 if todo:
                     # OVERWRITE upserts by point id (uuid5 of the document id): never a duplicate point; a point's
                     # dense and sparse vectors are written together.
-                    store.write_documents(indexing.embed(todo, embedder, sparse), policy=DuplicatePolicy.OVERWRITE)
+                    t0 = time.perf_counter()
+                    documents = indexing.embed(todo, embedder, sparse)
+                    t1 = time.perf_counter()
+                    store.write_documents(documents, policy=DuplicatePolicy.OVERWRITE)
+                    embed_s, write_s = embed_s + t1 - t0, write_s + time.perf_counter() - t1
                 bar.update(len(chunk))
                 bar.set_postfix(new=written, updated=updated, skipped=skipped)
         if bulk:  # also after a resumed run that had nothing left to write: a killed run may not have built it
@@ -191,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
         store.close()  # release the embedded folder even when interrupted; what was written stays
     print(
         f"Indexed {written} new documents ({skipped} already present, {updated} re-embedded because their text "
-        f"changed) into collection {args.collection!r} in {where(args)}; it holds {count} documents.{built}"
+        f"changed) into collection {args.collection!r} in {where(args)}; it holds {count} documents.{built} "
+        f"Embedding took {embed_s:.0f} s, writing to the store {write_s:.0f} s."
     )
     if embedded_local_mode(args):  # Qdrant Edge and servers index with HNSW: no size limit to warn about
         warn_large_collection(args.collection, count)
