@@ -500,8 +500,10 @@ class QdrantEdgeVectorStore(BasePydanticVectorStore):
         if node_ids is not None:
             if not node_ids:
                 must.append(edge.nothing())
-            elif haystack:  # its point ids are qdrant-haystack's uuid5 of the document id, also in the payload
-                must.append(qe.Filter(should=[edge.equal("id", i) for i in node_ids]))
+            elif haystack:  # its point ids are qdrant-haystack's uuid5 of the document id (a node's id here)
+                from haystack_integrations.document_stores.qdrant.converters import convert_id
+
+                must.append(qe.HasIdCondition({convert_id(i) for i in node_ids}))
             else:
                 must.append(qe.HasIdCondition({point_id(i) for i in node_ids}))
         if filters is not None:
