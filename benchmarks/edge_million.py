@@ -14,7 +14,7 @@ gives p50 and recall@10 against the exact top 10, and how many top-10 id lists t
 framework is also timed with the query embedded beforehand (``QdrantEdgeEmbeddingRetriever``; LlamaIndex's
 retriever given a ``QueryBundle`` with the embedding): the framework and the store without the model.
 
-Run (the lead's 10^6 runs; nice it on a shared machine, ``--tmp /dev/shm`` if it has room for ~3 GB):
+Run (10^6 points take 15-25 minutes on 2 cores; nice it on a shared machine, ``--tmp /dev/shm`` if it has room for ~3 GB):
     nice -n 10 python benchmarks/edge_million.py --points 1000000 --dim 576 --tmp /dev/shm
     nice -n 10 python benchmarks/edge_million.py --points 1000000 --dim 1024 --tmp /dev/shm
 Small check:
