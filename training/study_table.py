@@ -133,6 +133,32 @@ def gap_rows(root: Path, runs: list[tuple[str, EvalResult, dict]], trained: dict
     return rows
 
 
+def scores_512(folder: Path) -> tuple[float | None, float | None]:
+    """(question, LLM rationale as the query) nDCG@10 of ``folder/eval_512.json`` (``EVAL512=1``), None if absent."""
+    path = folder / "eval_512.json"
+    if not path.is_file():
+        return None, None
+    by_mode = {r["query_mode"]: r["metrics"]["ndcg@10"] for r in json.loads(path.read_text())["results"]}
+    return by_mode.get("query"), by_mode.get("reasoning")
+
+
+def length_rows(root: Path, runs: list[tuple[str, EvalResult, dict]], trained: dict[str, int | None]) -> list[str]:
+    """Every run scored at 512 tokens too: question and rationale scores at the recipe's 128 and at 512."""
+    rows = []
+    for run, r, _ in runs:
+        if r.query_mode != "query" or r.num_thinking_steps not in (None, trained[run]):
+            continue
+        question_512, rationale_512 = scores_512(root / run)
+        if question_512 is None:
+            continue
+        rationale = rationale_score(root / run, trained[run])
+        cells = [r.metrics["ndcg@10"], rationale, question_512, rationale_512]
+        text = [f"{v:.4f}" if v is not None else "" for v in cells]
+        gap = f"{rationale_512 - question_512:+.4f}" if rationale_512 is not None else ""
+        rows.append(f"| {run} | {' | '.join(text)} | {gap} |")
+    return rows
+
+
 def paired_rows(per_query: dict[str, dict[str, float]]) -> list[str]:
     """Markdown rows of LaSER minus contrastive, per seed both ran and pooled over those seeds (each question's
     nDCG@10 averaged over seeds first): mean difference, questions won / lost, and the two-sided p-values of a paired
@@ -205,6 +231,10 @@ def main(argv: list[str] | None = None) -> None:
     print("\n| run | nDCG@10, question | nDCG@10, LLM rationale as the query | gap | train min | peak GiB |")
     print("|---|---:|---:|---:|---:|---:|")
     print("\n".join(gap_rows(Path(args.runs), runs, trained)))
+
+    print("\n| run | question, 128 tokens | rationale, 128 | question, 512 | rationale, 512 | gap at 512 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print("\n".join(length_rows(Path(args.runs), runs, trained)))
 
     plots = Path(args.plots)
     print(seed_chart(per_recipe, plots / "theoremqa_seeds.png"))
