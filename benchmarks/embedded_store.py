@@ -56,6 +56,8 @@ from pathlib import Path
 import numpy as np
 
 BATCH = 1_000
+# --quantization: Qdrant's REST form, as laser_integrations.edge takes it (int8 is `laser index`'s default on Edge)
+QUANTIZATION = {"none": None, "int8": {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}}}
 POINTS_PER_CLUSTER = 20
 SPECTRUM = 0.8  # eigenvalues of the covariance fall as k^-0.8 over all dimensions
 
@@ -162,6 +164,34 @@ def _rss_mb(field: str = "VmHWM") -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: the best there is
 
 
+def _proc_mb(pid: int, field: str) -> float:
+    """One field of /proc/PID/status in MB (0 where there is no /proc, or the process has just exited)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_child(command: list[str], every_s: float = 0.5) -> tuple[int, str, str, float]:
+    """Run one store's child; return its exit code, stdout, stderr and peak anonymous memory (MB, sampled).
+
+    Peak RSS (VmHWM) counts the pages of memory-mapped files, which the kernel drops under pressure; RssAnon is the
+    process's own memory. It is sampled from here because Edge's optimize() holds the child's GIL.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        peak_anon = 0.0
+        while proc.poll() is None:
+            peak_anon = max(peak_anon, _proc_mb(proc.pid, "RssAnon"))
+            time.sleep(every_s)
+        out.seek(0)
+        err.seek(0)
+        return proc.returncode, out.read(), err.read(), peak_anon
+
+
 def _disk_mb(folder: Path) -> float:
     # Allocated blocks, as `du` counts them: Edge preallocates sparse mmap files whose apparent size is larger.
     return sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file()) / 2**20
@@ -206,11 +236,15 @@ def run_local(args: argparse.Namespace, folder: Path, queries: np.ndarray) -> di
 def run_edge(args: argparse.Namespace, folder: Path, queries: np.ndarray) -> dict:
     import qdrant_edge as qe
 
+    from laser_integrations import edge
+
     config = qe.EdgeConfig(
-        vectors=qe.EdgeVectorParams(size=args.dim, distance=qe.Distance.Cosine),
+        vectors=qe.EdgeVectorParams(size=args.dim, distance=qe.Distance.Cosine, on_disk=args.on_disk),
         hnsw_config=qe.HnswIndexConfig(
             m=args.m, ef_construct=args.ef_construct, full_scan_threshold=1 if args.force_hnsw else 10_000
         ),
+        # the same REST-form settings `laser index` gives a new folder (--quantization int8)
+        quantization_config=edge.quantization_config(QUANTIZATION[args.quantization]),
         # Below 10,000 KB of vectors (about 4,000 points of 576 floats) Qdrant neither builds nor searches a graph:
         # --force-hnsw lowers both thresholds so that a small real corpus is searched through HNSW too
         optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1) if args.force_hnsw else None,
@@ -230,15 +264,18 @@ def run_edge(args: argparse.Namespace, folder: Path, queries: np.ndarray) -> dic
     build = time.perf_counter() - t0
     info = shard.info()
     runs = []
-    for ef in args.hnsw_ef:
-        params = qe.SearchParams(hnsw_ef=ef)
+    # every hnsw_ef with every oversampling (one oversampling without quantization: it has no effect there)
+    oversamplings = args.oversampling if args.quantization != "none" else [None]
+    for ef, over in [(ef, over) for over in oversamplings for ef in args.hnsw_ef]:
+        quantized = {"quantization": {"rescore": True, "oversampling": over}}
+        params = edge.search_params({"hnsw_ef": ef, **(quantized if over is not None else {})})
 
         def search(q: np.ndarray, params=params) -> list[int]:
             request = qe.QueryRequest(limit=args.k, query=qe.Query.Nearest(q), params=params)
             return [int(p.id) for p in shard.query(request)]
 
         ids, times = _timed_queries(search, queries)
-        runs.append({"hnsw_ef": ef, "ids": ids, "ms": times})
+        runs.append({"hnsw_ef": ef, "oversampling": over, "ids": ids, "ms": times})
     shard.close()
     return {
         "upload_s": upload, "build_s": build, "runs": runs,
@@ -274,6 +311,13 @@ def main() -> None:
     parser.add_argument("--m", type=int, default=16, help="HNSW edges per node (Edge)")
     parser.add_argument("--ef-construct", type=int, default=100, help="HNSW build beam (Edge)")
     parser.add_argument("--hnsw-ef", type=int, nargs="+", default=[64, 128], help="search beams to try (Edge)")
+    parser.add_argument("--quantization", choices=sorted(QUANTIZATION), default="none",
+                        help="Edge's vector quantization (int8: `laser index`'s default on a new Edge folder)")
+    parser.add_argument("--on-disk", action="store_true",
+                        help="Edge keeps the float vectors in memory-mapped files (`laser index`'s default)")
+    parser.add_argument("--oversampling", type=float, nargs="+", default=[4.0],
+                        help="with --quantization: candidates rescored with the float vectors, as a multiple of k "
+                        "(each is tried with each --hnsw-ef)")
     parser.add_argument("--local-max", type=int, default=100_000, help="skip local mode above this many points")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tmp", default=None, help="folder for the stores (default: the system temp)")
@@ -314,13 +358,18 @@ def main() -> None:
     if not set(engines) <= {"local", "edge"}:
         parser.error(f"--engines takes local and/or edge, got {args.engines!r}")
     print(f"# uptime: {os.popen('uptime').read().strip()}")
-    print(f"# {args.queries} queries one at a time, top-{args.k}; Edge HNSW m={args.m} ef_construct={args.ef_construct}")
+    print(
+        f"# {args.queries} queries one at a time, top-{args.k}; Edge HNSW m={args.m} ef_construct={args.ef_construct}, "
+        f"quantization {args.quantization}"
+        + (" (rescored with the float vectors)" if args.quantization != "none" else "")
+        + (", float vectors on disk" if args.on_disk else ", float vectors in RAM")
+    )
     header = (
         "| store | points | dim | ingest s (upload + build) | points/s | p50 ms | p99 ms | recall@10 "
-        "| peak RSS MB | disk MB |"
+        "| peak RSS MB | peak anon MB | disk MB |"
     )
     print(header)
-    print("|" + "---|" * 10)
+    print("|" + "---|" * 11)
     rows = []
     for n in points:
         for dim in args.dims:
@@ -338,11 +387,13 @@ def main() -> None:
                 command += [str(ef) for ef in args.hnsw_ef] + (["--tmp", args.tmp] if args.tmp else [])
                 command += ["--vectors", args.vectors] if args.vectors else []
                 command += ["--force-hnsw"] if args.force_hnsw else []
-                out = subprocess.run(command, capture_output=True, text=True)
-                if out.returncode != 0:
-                    print(f"| {engine} | {n:,} | {dim} | failed: {out.stderr.strip().splitlines()[-1:]} |")
+                command += ["--quantization", args.quantization, "--oversampling"] + [str(o) for o in args.oversampling]
+                command += ["--on-disk"] if args.on_disk else []
+                code, stdout, stderr, peak_anon = run_child(command)
+                if code != 0:
+                    print(f"| {engine} | {n:,} | {dim} | failed: {stderr.strip().splitlines()[-1:]} |")
                     continue
-                result = json.loads(out.stdout.strip().splitlines()[-1])
+                result = json.loads(stdout.strip().splitlines()[-1])
                 ingest = result["upload_s"] + result["build_s"]
                 for run in result["runs"]:
                     pairs = zip(run["ids"], truth.tolist(), strict=True)
@@ -353,23 +404,30 @@ def main() -> None:
                         name = "qdrant-client local mode"
                     else:
                         name = f"Qdrant Edge, hnsw_ef={run['hnsw_ef']}"
+                        name += f", {run['oversampling']:g}x rescored" if run.get("oversampling") else ""
                     row = {
                         "store": name, "points": n, "dim": dim, "upload_s": round(result["upload_s"], 2),
                         "build_s": round(result["build_s"], 2), "points_per_s": round(n / ingest),
                         "p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "recall_at_10": round(float(recall), 4),
-                        "peak_rss_mb": round(result["peak_rss_mb"]), "base_rss_mb": round(result["base_rss_mb"]),
+                        "peak_rss_mb": round(result["peak_rss_mb"]), "peak_anon_mb": round(peak_anon),
+                        "base_rss_mb": round(result["base_rss_mb"]),
                         "disk_mb": round(result["disk_mb"], 1), "m": args.m, "ef_construct": args.ef_construct,
-                        "segments": result.get("segments"), "indexed_vectors": result.get("indexed_vectors"),
+                        "oversampling": run.get("oversampling"), "quantization": args.quantization,
+                        "on_disk": args.on_disk, "segments": result.get("segments"), "indexed_vectors": result.get("indexed_vectors"),
                     }  # fmt: skip
                     rows.append(row)
-                    ratio = f" ({p50_local / p50:.0f}x faster)" if engine == "edge" and p50_local else ""
+                    ratio = ""
+                    if engine == "edge" and p50_local:
+                        times = p50_local / p50
+                        ratio = f" ({times:.1f}x faster)" if times >= 1 else f" ({1 / times:.1f}x slower)"
                     print(
                         f"| {name} | {n:,} | {dim} | {ingest:.1f} ({result['upload_s']:.1f} + {result['build_s']:.1f}) "
                         f"| {n / ingest:,.0f} | {p50:.2f}{ratio} | {p99:.2f} | {recall:.3f} | "
-                        f"{result['peak_rss_mb']:,.0f} | {result['disk_mb']:,.0f} |",
+                        f"{result['peak_rss_mb']:,.0f} | {peak_anon:,.0f} | {result['disk_mb']:,.0f} |",
                         flush=True,
                     )
     print(f"# uptime: {os.popen('uptime').read().strip()}")
+    print("# peak anon MB: the child's own memory (RssAnon, sampled every 0.5 s), without memory-mapped file pages")
     print("# peak RSS includes the Python interpreter, numpy and the client library (about "
           f"{statistics.median(r['base_rss_mb'] for r in rows) if rows else 0:.0f} MB before the store opens)")
     if args.vectors:
