@@ -5,7 +5,9 @@
 Reads ``RUN/eval.json`` (written by ``laser eval``) and ``RUN/wall.json`` of every run, prints one Markdown row
 per (run, K, query mode) with the command that reproduces it, a per-objective mean over seeds with the seed
 spread and a paired comparison of each LaSER recipe with its matched contrastive run, and draws the dev nDCG@10
-chart (best first), the seeds chart (``theoremqa_seeds.png``) and, for each run evaluated at several K, its
+chart (best first), the seeds chart (``theoremqa_seeds.png``), the internalization-gap chart
+(``theoremqa_internalization_gap.png``: question vs LLM rationale as the query, at 128 and 512 tokens) and, for each
+run evaluated at several K, its
 inference-scaling curve (``theoremqa_k_scaling_RUN.png``) with ``laser eval``'s own plots.
 """
 
@@ -159,6 +161,62 @@ def length_rows(root: Path, runs: list[tuple[str, EvalResult, dict]], trained: d
     return rows
 
 
+def gap_scores(
+    root: Path, runs: list[tuple[str, EvalResult, dict]], trained: dict[str, int | None]
+) -> dict[int, dict[str, dict[int, tuple[float, float]]]]:
+    """{tokens: {recipe: {seed: (question, LLM rationale as the query)}}} for every seeded run with both scores, at
+    the recipe's 128 tokens (eval.json) and at 512 (eval_512.json)."""
+    out: dict[int, dict[str, dict[int, tuple[float, float]]]] = {128: {}, 512: {}}
+    for run, r, _ in runs:
+        match = SEED.match(run)
+        if not match or r.query_mode != "query" or r.num_thinking_steps not in (None, trained[run]):
+            continue
+        rationale = rationale_score(root / run, trained[run])
+        if rationale is not None:
+            out[128].setdefault(match["name"], {})[int(match["seed"])] = (r.metrics["ndcg@10"], rationale)
+        question_512, rationale_512 = scores_512(root / run)
+        if question_512 is not None and rationale_512 is not None:
+            out[512].setdefault(match["name"], {})[int(match["seed"])] = (question_512, rationale_512)
+    return out
+
+
+def gap_chart(scores: dict[int, dict[str, dict[int, tuple[float, float]]]], path: Path) -> Path | None:
+    """The internalization gap at 128 and 512 tokens: per recipe and seed, a segment from the score with the
+    question (dot) to the same checkpoint's score with the LLM rationale as the query (cross); the longer the
+    segment, the more of the rationale the latent steps have yet to internalize."""
+    lengths = [t for t in sorted(scores) if scores[t]]
+    if not lengths:
+        return None
+    plt = _pyplot()
+    recipes = sorted({name for t in lengths for name in scores[t]})
+    fig, axes = plt.subplots(1, len(lengths), figsize=(5.5 * len(lengths), 0.6 * len(recipes) + 1.6), sharey=True,
+                             squeeze=False)  # fmt: skip
+    for ax, tokens in zip(axes[0], lengths):
+        for y, name in enumerate(recipes):
+            by_seed = scores[tokens].get(name, {})
+            colour = "tab:orange" if "contrastive" in name else "tab:blue"  # plain contrastive vs LaSER
+            for i, seed in enumerate(sorted(by_seed)):
+                question, rationale = by_seed[seed]
+                offset = y + 0.25 * (i - (len(by_seed) - 1) / 2) / max(len(by_seed), 1)
+                ax.plot([question, rationale], [offset, offset], color=colour, alpha=0.6)
+                ax.plot(question, offset, "o", color=colour)
+                ax.plot(rationale, offset, "x", color=colour)
+            if by_seed:
+                gap = statistics.mean(r - q for q, r in by_seed.values())
+                right = max(max(q, r) for q, r in by_seed.values())
+                seeds = f"{len(by_seed)} seed" + ("s" if len(by_seed) > 1 else "")
+                ax.annotate(f"gap {gap:+.3f} ({seeds})", (right, y), xytext=(6, -3),
+                            textcoords="offset points", fontsize=7)  # fmt: skip
+        left, right = ax.get_xlim()
+        ax.set_xlim(left, right + 0.3 * (right - left))  # room for the labels
+        ax.set_title(f"{tokens} tokens a text")
+        ax.set_xlabel("dev nDCG@10 (o: question, x: LLM rationale as the query)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(range(len(recipes)), recipes, fontsize=8)
+    fig.suptitle("Internalization gap on TheoremQA dev (orange: plain contrastive, blue: LaSER)")
+    return _save(plt, fig, path)
+
+
 def paired_rows(per_query: dict[str, dict[str, float]]) -> list[str]:
     """Markdown rows of LaSER minus contrastive, per seed both ran and pooled over those seeds (each question's
     nDCG@10 averaged over seeds first): mean difference, questions won / lost, and the two-sided p-values of a paired
@@ -238,6 +296,9 @@ def main(argv: list[str] | None = None) -> None:
 
     plots = Path(args.plots)
     print(seed_chart(per_recipe, plots / "theoremqa_seeds.png"))
+    gaps = gap_chart(gap_scores(Path(args.runs), runs, trained), plots / "theoremqa_internalization_gap.png")
+    if gaps is not None:
+        print(gaps)
     headline = [r for run, r, _ in runs if r.query_mode == "query" and (
         r.num_thinking_steps in (None, trained[run]) or run == "untrained")]  # fmt: skip
     headline.sort(key=lambda r: -r.metrics["ndcg@10"])
