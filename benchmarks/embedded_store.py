@@ -55,9 +55,11 @@ from pathlib import Path
 
 import numpy as np
 
+from laser_integrations.cli._qdrant_args import INT8_QUANTIZATION
+
 BATCH = 1_000
-# --quantization: Qdrant's REST form, as laser_integrations.edge takes it (int8 is `laser index`'s default on Edge)
-QUANTIZATION = {"none": None, "int8": {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}}}
+# --quantization: Qdrant's REST form, as laser_integrations.edge takes it (int8: what `laser index` gives Edge)
+QUANTIZATION = {"none": None, "int8": INT8_QUANTIZATION}
 POINTS_PER_CLUSTER = 20
 SPECTRUM = 0.8  # eigenvalues of the covariance fall as k^-0.8 over all dimensions
 
@@ -152,27 +154,25 @@ def exact_top(args: argparse.Namespace, queries: np.ndarray) -> np.ndarray:
     return best_ids
 
 
-def _rss_mb(field: str = "VmHWM") -> float:
-    """This process's peak (VmHWM) or current (VmRSS) resident memory, MB.
-
-    Not ``getrusage``'s ru_maxrss: Linux carries it over from the parent across fork and exec, so a child would
-    report the parent's peak when that is higher.
-    """
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024  # kB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: the best there is
-
-
-def _proc_mb(pid: int, field: str) -> float:
-    """One field of /proc/PID/status in MB (0 where there is no /proc, or the process has just exited)."""
+def _proc_mb(pid: int | str, field: str) -> float | None:
+    """One field of /proc/PID/status in MB; None where there is no /proc or the process has just exited."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024  # kB
     except OSError:
         pass
-    return 0.0
+    return None
+
+
+def _rss_mb(field: str = "VmHWM") -> float:
+    """This process's peak (VmHWM) or current (VmRSS) resident memory, MB.
+
+    Not ``getrusage``'s ru_maxrss: Linux carries it over from the parent across fork and exec, so a child would
+    report the parent's peak when that is higher.
+    """
+    mb = _proc_mb("self", field)
+    return mb if mb is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
 
 
 def run_child(command: list[str], every_s: float = 0.5) -> tuple[int, str, str, float]:
@@ -185,7 +185,7 @@ def run_child(command: list[str], every_s: float = 0.5) -> tuple[int, str, str, 
         proc = subprocess.Popen(command, stdout=out, stderr=err, text=True)
         peak_anon = 0.0
         while proc.poll() is None:
-            peak_anon = max(peak_anon, _proc_mb(proc.pid, "RssAnon"))
+            peak_anon = max(peak_anon, _proc_mb(proc.pid, "RssAnon") or 0.0)
             time.sleep(every_s)
         out.seek(0)
         err.seek(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
 # on crowded neighbourhoods, int8 copies in RAM for the graph walk (a quarter of the float vectors' memory) and
 # the float vectors on disk, read only to rescore the best candidates.
 EDGE_INDEX_DEFAULTS: dict[str, Any] = {"m": 32, "ef_construct": 128, "quantization": "int8", "on_disk": True}
+# --quantization int8 in Qdrant's REST form (laser_integrations.edge / qdrant-client take it as it is).
+INT8_QUANTIZATION: dict[str, Any] = {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}}
 # Oversampling 4: recall@10 0.983 at 10^6 x 576 with p50 2.4 ms; 2.0 gave 0.900 (docs/edge.md, edge_million.py).
 EDGE_SEARCH_DEFAULTS: dict[str, Any] = {"hnsw_ef": 256, "oversampling": 4.0}
 
@@ -109,7 +112,7 @@ def index_settings(args: argparse.Namespace) -> dict[str, Any]:
     if hnsw:
         kwargs["hnsw_config"] = hnsw
     if given["quantization"] == "int8":
-        kwargs["quantization_config"] = {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}}
+        kwargs["quantization_config"] = copy.deepcopy(INT8_QUANTIZATION)  # a store may keep and change its own
     elif given["quantization"] == "none":
         # Edge keeps a stored quantization when given none; removing it needs a rebuilt collection.
         if stored.get("quantization_config"):
