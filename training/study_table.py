@@ -117,13 +117,20 @@ def rationale_score(run_dir: Path, trained: int | None) -> float | None:
     return None
 
 
+def question_rows(
+    runs: list[tuple[str, EvalResult, dict]], trained: dict[str, int | None]
+) -> list[tuple[str, EvalResult, dict]]:
+    """Each run's row with the question as the query at the K it was trained with (None: a reference without K):
+    the rows the gap and length tables and the gap chart compare against the same checkpoint reading a rationale."""
+    return [(run, r, wall) for run, r, wall in runs
+            if r.query_mode == "query" and r.num_thinking_steps in (None, trained[run])]  # fmt: skip
+
+
 def gap_rows(root: Path, runs: list[tuple[str, EvalResult, dict]], trained: dict[str, int | None]) -> list[str]:
     """The internalization gap of every run that has both scores: the latent view with the question against the
     same checkpoint reading the LLM-written rationale (the rewrite-then-retrieve reference of that checkpoint)."""
     rows = []
-    for run, r, wall in runs:
-        if r.query_mode != "query" or r.num_thinking_steps not in (None, trained[run]):
-            continue
+    for run, r, wall in question_rows(runs, trained):
         with_rationale = rationale_score(root / run, trained[run])
         if with_rationale is None:
             continue
@@ -147,9 +154,7 @@ def scores_512(folder: Path) -> tuple[float | None, float | None]:
 def length_rows(root: Path, runs: list[tuple[str, EvalResult, dict]], trained: dict[str, int | None]) -> list[str]:
     """Every run scored at 512 tokens too: question and rationale scores at the recipe's 128 and at 512."""
     rows = []
-    for run, r, _ in runs:
-        if r.query_mode != "query" or r.num_thinking_steps not in (None, trained[run]):
-            continue
+    for run, r, _ in question_rows(runs, trained):
         question_512, rationale_512 = scores_512(root / run)
         if question_512 is None:
             continue
@@ -167,9 +172,9 @@ def gap_scores(
     """{tokens: {recipe: {seed: (question, LLM rationale as the query)}}} for every seeded run with both scores, at
     the recipe's 128 tokens (eval.json) and at 512 (eval_512.json)."""
     out: dict[int, dict[str, dict[int, tuple[float, float]]]] = {128: {}, 512: {}}
-    for run, r, _ in runs:
+    for run, r, _ in question_rows(runs, trained):
         match = SEED.match(run)
-        if not match or r.query_mode != "query" or r.num_thinking_steps not in (None, trained[run]):
+        if not match:
             continue
         rationale = rationale_score(root / run, trained[run])
         if rationale is not None:
