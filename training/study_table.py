@@ -96,6 +96,7 @@ MATCHED = {
     # Plain contrastive reads no rationale, so its runs are the match for the LLM-rationale recipes too (the BM25
     # negatives are mined from the questions and the corpus only, the same file either way).
     "hardneg-llm-inprompt_lr5e4": "hardneg-contrastive_lr5e4",
+    "hardneg-llm-inprompt_lr5e4_2ep": "hardneg-contrastive_lr5e4_2ep",
 }
 
 
@@ -149,6 +150,20 @@ def scores_512(folder: Path) -> tuple[float | None, float | None]:
         return None, None
     by_mode = {r["query_mode"]: r["metrics"]["ndcg@10"] for r in json.loads(path.read_text())["results"]}
     return by_mode.get("query"), by_mode.get("reasoning")
+
+
+def per_query_512(root: Path, runs: list[tuple[str, EvalResult, dict]], trained: dict[str, int | None]
+                  ) -> dict[str, dict[str, float]]:  # fmt: skip
+    """{run: {question id: nDCG@10}} with the question as the query at 512 tokens (``eval_512.json``), for the
+    paired table at 512."""
+    out = {}
+    for run, _, _ in question_rows(runs, trained):
+        path = root / run / "eval_512.json"
+        if path.is_file():
+            for r in json.loads(path.read_text())["results"]:
+                if r["query_mode"] == "query" and r["num_thinking_steps"] in (None, trained[run]):
+                    out[run] = r["per_query"]["ndcg@10"]
+    return out
 
 
 def length_rows(root: Path, runs: list[tuple[str, EvalResult, dict]], trained: dict[str, int | None]) -> list[str]:
@@ -290,6 +305,10 @@ def main(argv: list[str] | None = None) -> None:
     print("\n| LaSER | contrastive | seed | nDCG@10 difference | questions won / lost | paired t-test p | Wilcoxon p |")
     print("|---|---|---|---:|---:|---:|---:|")
     print("\n".join(paired_rows(per_query)))
+    print("\nThe same at 512 tokens a text (runs with eval_512.json, EVAL512=1):\n")
+    print("| LaSER | contrastive | seed | nDCG@10 difference | questions won / lost | paired t-test p | Wilcoxon p |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    print("\n".join(paired_rows(per_query_512(Path(args.runs), runs, trained))))
 
     print("\n| run | nDCG@10, question | nDCG@10, LLM rationale as the query | gap | train min | peak GiB |")
     print("|---|---:|---:|---:|---:|---:|")
