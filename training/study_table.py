@@ -143,26 +143,30 @@ def gap_rows(root: Path, runs: list[tuple[str, EvalResult, dict]], trained: dict
     return rows
 
 
-def scores_512(folder: Path) -> tuple[float | None, float | None]:
-    """(question, LLM rationale as the query) nDCG@10 of ``folder/eval_512.json`` (``EVAL512=1``), None if absent."""
+def results_512(folder: Path, trained: int | None) -> dict[str, dict]:
+    """{query mode: result record} of ``folder/eval_512.json`` (``EVAL512=1``) at the K the run was trained with;
+    empty if the run was not scored at 512 tokens."""
     path = folder / "eval_512.json"
     if not path.is_file():
-        return None, None
-    by_mode = {r["query_mode"]: r["metrics"]["ndcg@10"] for r in json.loads(path.read_text())["results"]}
+        return {}
+    return {r["query_mode"]: r for r in json.loads(path.read_text())["results"]
+            if r["num_thinking_steps"] in (None, trained)}  # fmt: skip
+
+
+def scores_512(folder: Path, trained: int | None) -> tuple[float | None, float | None]:
+    """(question, LLM rationale as the query) nDCG@10 at 512 tokens, None where absent."""
+    by_mode = {mode: r["metrics"]["ndcg@10"] for mode, r in results_512(folder, trained).items()}
     return by_mode.get("query"), by_mode.get("reasoning")
 
 
 def per_query_512(root: Path, runs: list[tuple[str, EvalResult, dict]], trained: dict[str, int | None]
                   ) -> dict[str, dict[str, float]]:  # fmt: skip
-    """{run: {question id: nDCG@10}} with the question as the query at 512 tokens (``eval_512.json``), for the
-    paired table at 512."""
+    """{run: {question id: nDCG@10}} with the question as the query at 512 tokens, for the paired table at 512."""
     out = {}
     for run, _, _ in question_rows(runs, trained):
-        path = root / run / "eval_512.json"
-        if path.is_file():
-            for r in json.loads(path.read_text())["results"]:
-                if r["query_mode"] == "query" and r["num_thinking_steps"] in (None, trained[run]):
-                    out[run] = r["per_query"]["ndcg@10"]
+        question = results_512(root / run, trained[run]).get("query")
+        if question is not None:
+            out[run] = question["per_query"]["ndcg@10"]
     return out
 
 
@@ -170,7 +174,7 @@ def length_rows(root: Path, runs: list[tuple[str, EvalResult, dict]], trained: d
     """Every run scored at 512 tokens too: question and rationale scores at the recipe's 128 and at 512."""
     rows = []
     for run, r, _ in question_rows(runs, trained):
-        question_512, rationale_512 = scores_512(root / run)
+        question_512, rationale_512 = scores_512(root / run, trained[run])
         if question_512 is None:
             continue
         rationale = rationale_score(root / run, trained[run])
@@ -194,7 +198,7 @@ def gap_scores(
         rationale = rationale_score(root / run, trained[run])
         if rationale is not None:
             out[128].setdefault(match["name"], {})[int(match["seed"])] = (r.metrics["ndcg@10"], rationale)
-        question_512, rationale_512 = scores_512(root / run)
+        question_512, rationale_512 = scores_512(root / run, trained[run])
         if question_512 is not None and rationale_512 is not None:
             out[512].setdefault(match["name"], {})[int(match["seed"])] = (question_512, rationale_512)
     return out
@@ -235,6 +239,10 @@ def gap_chart(scores: dict[int, dict[str, dict[int, tuple[float, float]]]], path
     axes[0][0].set_yticks(range(len(recipes)), recipes, fontsize=8)
     fig.suptitle("Internalization gap on TheoremQA dev (orange: plain contrastive, blue: LaSER)")
     return _save(plt, fig, path)
+
+
+PAIRED_HEADER = """| LaSER | contrastive | seed | nDCG@10 difference | questions won / lost | paired t-test p | Wilcoxon p |
+|---|---|---|---:|---:|---:|---:|"""
 
 
 def paired_rows(per_query: dict[str, dict[str, float]]) -> list[str]:
@@ -302,12 +310,10 @@ def main(argv: list[str] | None = None) -> None:
     # Paired over the dev questions: each run at the K it was trained with.
     per_query = {run: r.per_query["ndcg@10"] for run, r, _ in runs
                  if r.query_mode == "query" and r.num_thinking_steps == trained[run]}  # fmt: skip
-    print("\n| LaSER | contrastive | seed | nDCG@10 difference | questions won / lost | paired t-test p | Wilcoxon p |")
-    print("|---|---|---|---:|---:|---:|---:|")
+    print("\n" + PAIRED_HEADER)
     print("\n".join(paired_rows(per_query)))
     print("\nThe same at 512 tokens a text (runs with eval_512.json, EVAL512=1):\n")
-    print("| LaSER | contrastive | seed | nDCG@10 difference | questions won / lost | paired t-test p | Wilcoxon p |")
-    print("|---|---|---|---:|---:|---:|---:|")
+    print(PAIRED_HEADER)
     print("\n".join(paired_rows(per_query_512(Path(args.runs), runs, trained))))
 
     print("\n| run | nDCG@10, question | nDCG@10, LLM rationale as the query | gap | train min | peak GiB |")
