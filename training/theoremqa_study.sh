@@ -56,6 +56,8 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
     inprompt_lr5e4_r64) echo "--objective laser $V2 --lora_r 64 --lora_alpha 128" ;;
     contrastive_lr5e4_r64) echo "--objective contrastive --learning_rate 5e-4 --lora_r 64 --lora_alpha 128" ;;
     # Two epochs (112 steps) for both objectives: does K=3 catch up with K=1 given more steps?
+    # V2 with the paper's explicit layout (rationale after the query as its own segment) instead of in_prompt
+    paperlayout_lr5e4) echo "--objective laser --learning_rate 5e-4 --explicit_layout paper" ;;
     inprompt_lr5e4_2ep) echo "--objective laser $V2 --num_epochs 2" ;;
     contrastive_lr5e4_2ep) echo "--objective contrastive --learning_rate 5e-4 --num_epochs 2" ;;
     recipe-no_explicit_view|recipe-no_latent_view|recipe-no_trajectory|recipe-no_output_kd|recipe-frozen_teacher)
@@ -63,7 +65,7 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
     inprompt_lr5e4-no_explicit_view|inprompt_lr5e4-no_latent_view|inprompt_lr5e4-no_trajectory|\
     inprompt_lr5e4-no_output_kd|inprompt_lr5e4-frozen_teacher)
                       echo "--objective ${name#inprompt_lr5e4-} $V2" ;;
-    *) echo "unknown run $1 ([hardneg-][reasoned-](contrastive|contrastive_lr3e4|contrastive_lr5e4|contrastive_lr1e3|paper|schedule|recipe|inprompt|inprompt_lr3e4|inprompt_lr5e4|inprompt_lr1e3|inprompt_lr2e3|inprompt_lr5e4_k2|inprompt_lr5e4_r64|contrastive_lr5e4_r64|inprompt_lr5e4_2ep|contrastive_lr5e4_2ep|inprompt_lr5e4_kd05|inprompt_lr5e4_lout1|inprompt_lr5e4_lout3|inprompt_lr5e4_clipterm|inprompt_lr5e4_clipsplit|inprompt_lr5e4_nltargets|recipe-<ablation>|inprompt_lr5e4-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
+    *) echo "unknown run $1 ([hardneg-][reasoned-](contrastive|contrastive_lr3e4|contrastive_lr5e4|contrastive_lr1e3|paper|schedule|recipe|inprompt|inprompt_lr3e4|inprompt_lr5e4|inprompt_lr1e3|inprompt_lr2e3|inprompt_lr5e4_k2|inprompt_lr5e4_r64|contrastive_lr5e4_r64|inprompt_lr5e4_2ep|contrastive_lr5e4_2ep|paperlayout_lr5e4|inprompt_lr5e4_kd05|inprompt_lr5e4_lout1|inprompt_lr5e4_lout3|inprompt_lr5e4_clipterm|inprompt_lr5e4_clipsplit|inprompt_lr5e4_nltargets|recipe-<ablation>|inprompt_lr5e4-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
   esac
   echo "--seed $seed"
 }
