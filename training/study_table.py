@@ -4,7 +4,8 @@
 
 Reads ``RUN/eval.json`` (written by ``laser eval``) and ``RUN/wall.json`` of every run, prints one Markdown row
 per (run, K, query mode) with the command that reproduces it, a per-objective mean over seeds with the seed
-spread and a paired comparison of each LaSER recipe with its matched contrastive run, and draws the dev nDCG@10
+spread, a paired comparison of each LaSER recipe with its matched contrastive run and of each variant with the run it
+changes in one setting (e.g. two epochs against one), and draws the dev nDCG@10
 chart (best first), the seeds chart (``theoremqa_seeds.png``), the internalization-gap chart
 (``theoremqa_internalization_gap.png``: question vs LLM rationale as the query, at 128 and 512 tokens) and, for each
 run evaluated at several K, its
@@ -97,6 +98,15 @@ MATCHED = {
     # negatives are mined from the questions and the corpus only, the same file either way).
     "hardneg-llm-inprompt_lr5e4": "hardneg-contrastive_lr5e4",
     "hardneg-llm-inprompt_lr5e4_2ep": "hardneg-contrastive_lr5e4_2ep",
+    "hardneg-llm-paperlayout_lr5e4": "hardneg-contrastive_lr5e4",
+}
+
+# Each variant and the run it changes in one setting, same objective and seed: did the change move the score by more
+# than the questions' own noise?
+VARIANTS = {
+    "hardneg-llm-inprompt_lr5e4_2ep": "hardneg-llm-inprompt_lr5e4",
+    "hardneg-contrastive_lr5e4_2ep": "hardneg-contrastive_lr5e4",
+    "hardneg-llm-paperlayout_lr5e4": "hardneg-llm-inprompt_lr5e4",
 }
 
 
@@ -241,18 +251,20 @@ def gap_chart(scores: dict[int, dict[str, dict[int, tuple[float, float]]]], path
     return _save(plt, fig, path)
 
 
-PAIRED_HEADER = """| LaSER | contrastive | seed | nDCG@10 difference | questions won / lost | paired t-test p | Wilcoxon p |
-|---|---|---|---:|---:|---:|---:|"""
+def paired_header(first: str, second: str) -> str:
+    return (f"| {first} | {second} | seed | nDCG@10 difference | questions won / lost | paired t-test p | Wilcoxon p |"
+            "\n|---|---|---|---:|---:|---:|---:|")  # fmt: skip
 
 
-def paired_rows(per_query: dict[str, dict[str, float]]) -> list[str]:
-    """Markdown rows of LaSER minus contrastive, per seed both ran and pooled over those seeds (each question's
-    nDCG@10 averaged over seeds first): mean difference, questions won / lost, and the two-sided p-values of a paired
-    t-test and of a Wilcoxon signed-rank test over the dev questions (scipy)."""
+def paired_rows(per_query: dict[str, dict[str, float]], pairs_of: dict[str, str]) -> list[str]:
+    """Markdown rows of each first run minus its second in ``pairs_of`` (MATCHED: LaSER minus contrastive; VARIANTS:
+    a variant minus the run it changes), per seed both ran and pooled over those seeds (each question's nDCG@10
+    averaged over seeds first): mean difference, questions won / lost, and the two-sided p-values of a paired t-test
+    and of a Wilcoxon signed-rank test over the dev questions (scipy)."""
     from scipy import stats
 
     rows = []
-    for laser, contrastive in MATCHED.items():
+    for laser, contrastive in pairs_of.items():
         seeds = sorted(int(m["seed"]) for m in map(SEED.match, per_query)
                        if m and m["name"] == laser and f"{contrastive}-s{m['seed']}" in per_query)  # fmt: skip
         pairs = []
@@ -310,11 +322,14 @@ def main(argv: list[str] | None = None) -> None:
     # Paired over the dev questions: each run at the K it was trained with.
     per_query = {run: r.per_query["ndcg@10"] for run, r, _ in runs
                  if r.query_mode == "query" and r.num_thinking_steps == trained[run]}  # fmt: skip
-    print("\n" + PAIRED_HEADER)
-    print("\n".join(paired_rows(per_query)))
-    print("\nThe same at 512 tokens a text (runs with eval_512.json, EVAL512=1):\n")
-    print(PAIRED_HEADER)
-    print("\n".join(paired_rows(per_query_512(Path(args.runs), runs, trained))))
+    per_query_long = per_query_512(Path(args.runs), runs, trained)
+    for pairs_of, header in [(MATCHED, paired_header("LaSER", "contrastive")),
+                             (VARIANTS, paired_header("variant", "the run it changes"))]:  # fmt: skip
+        print("\n" + header)
+        print("\n".join(paired_rows(per_query, pairs_of)))
+        print("\nThe same at 512 tokens a text (runs with eval_512.json, EVAL512=1):\n")
+        print(header)
+        print("\n".join(paired_rows(per_query_long, pairs_of)))
 
     print("\n| run | nDCG@10, question | nDCG@10, LLM rationale as the query | gap | train min | peak GiB |")
     print("|---|---:|---:|---:|---:|---:|")

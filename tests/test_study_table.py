@@ -1,0 +1,59 @@
+"""training/study_table.py's paired comparison: the differences RESULTS.md quotes come from it."""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("scipy")
+pytest.importorskip("matplotlib")
+from scipy import stats  # noqa: E402
+
+SCRIPT = Path(__file__).resolve().parents[1] / "training" / "study_table.py"
+
+
+@pytest.fixture(scope="module")
+def study_table():
+    spec = importlib.util.spec_from_file_location("study_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_paired_rows_per_seed_and_pooled(study_table):
+    questions = [f"q{i}" for i in range(8)]
+    a42 = [0.9, 0.1, 0.5, 0.7, 0.3, 0.8, 0.2, 0.6]
+    b42 = [0.8, 0.2, 0.5, 0.4, 0.1, 0.9, 0.2, 0.3]
+    a43 = [0.7, 0.3, 0.6, 0.9, 0.2, 0.4, 0.1, 0.5]
+    b43 = [0.6, 0.4, 0.2, 0.5, 0.3, 0.5, 0.0, 0.4]
+    per_query = {
+        "variant-s42": dict(zip(questions, a42)), "base-s42": dict(zip(questions, b42)),
+        "variant-s43": dict(zip(questions, a43)), "base-s43": dict(zip(questions, b43)),
+        "variant-s44": dict(zip(questions, a43)),  # no base at seed 44: not paired
+    }
+    rows = [_row(r) for r in study_table.paired_rows(per_query, {"variant": "base", "absent": "base"})]
+    assert [r[2] for r in rows] == ["42", "43", "pooled"]
+
+    pooled_a = [(x + y) / 2 for x, y in zip(a42, a43)]  # each question averaged over the seeds first
+    pooled_b = [(x + y) / 2 for x, y in zip(b42, b43)]
+    for row, (x, y) in zip(rows, [(a42, b42), (a43, b43), (pooled_a, pooled_b)]):
+        assert row[:2] == ["variant", "base"]
+        assert float(row[3]) == pytest.approx(statistics.mean(x) - statistics.mean(y), abs=5e-5)
+        won, lost = sum(u > v for u, v in zip(x, y)), sum(u < v for u, v in zip(x, y))
+        assert row[4] == f"{won} / {lost}"
+        assert float(row[5]) == pytest.approx(stats.ttest_rel(x, y).pvalue, abs=5e-4)
+        assert float(row[6]) == pytest.approx(stats.wilcoxon(x, y).pvalue, abs=5e-4)
+    assert rows[0][3] == "+0.0875" and rows[0][4] == "4 / 2"
+
+
+def test_paired_header_names_both_sides(study_table):
+    header = study_table.paired_header("variant", "the run it changes").splitlines()
+    assert _row(header[0])[:2] == ["variant", "the run it changes"]
+    assert len(_row(header[0])) == len(_row(header[1])) == 7
