@@ -264,12 +264,12 @@ def paired_rows(per_query: dict[str, dict[str, float]], pairs_of: dict[str, str]
     from scipy import stats
 
     rows = []
-    for laser, contrastive in pairs_of.items():
+    for first, second in pairs_of.items():
         seeds = sorted(int(m["seed"]) for m in map(SEED.match, per_query)
-                       if m and m["name"] == laser and f"{contrastive}-s{m['seed']}" in per_query)  # fmt: skip
+                       if m and m["name"] == first and f"{second}-s{m['seed']}" in per_query)  # fmt: skip
         pairs = []
         for seed in seeds:
-            a, b = per_query[f"{laser}-s{seed}"], per_query[f"{contrastive}-s{seed}"]
+            a, b = per_query[f"{first}-s{seed}"], per_query[f"{second}-s{seed}"]
             questions = sorted(a)
             pairs.append(([a[q] for q in questions], [b[q] for q in questions]))
         if len(seeds) > 1:  # each question's score averaged over the seeds, for either objective
@@ -278,7 +278,7 @@ def paired_rows(per_query: dict[str, dict[str, float]], pairs_of: dict[str, str]
             diff = statistics.mean(x) - statistics.mean(y)
             won, lost = sum(u > v for u, v in zip(x, y)), sum(u < v for u, v in zip(x, y))
             t_p, w_p = stats.ttest_rel(x, y).pvalue, stats.wilcoxon(x, y).pvalue
-            rows.append(f"| {laser} | {contrastive} | {label} | {diff:+.4f} | {won} / {lost} | {t_p:.3f} | {w_p:.3f} |")
+            rows.append(f"| {first} | {second} | {label} | {diff:+.4f} | {won} / {lost} | {t_p:.3f} | {w_p:.3f} |")
     return rows
 
 

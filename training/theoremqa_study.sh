@@ -55,9 +55,9 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
     # LoRA rank 64 (the paper's) instead of the recipe's 16, alpha 128 so alpha / r stays 2: only the rank changes
     inprompt_lr5e4_r64) echo "--objective laser $V2 --lora_r 64 --lora_alpha 128" ;;
     contrastive_lr5e4_r64) echo "--objective contrastive --learning_rate 5e-4 --lora_r 64 --lora_alpha 128" ;;
-    # Two epochs (112 steps) for both objectives: does K=3 catch up with K=1 given more steps?
-    # V2 with the paper's explicit layout (rationale after the query as its own segment) instead of in_prompt
+    # V2 with the paper's explicit layout (query, rationale, EOS; the teacher's vector at EOS) instead of in_prompt
     paperlayout_lr5e4) echo "--objective laser --learning_rate 5e-4 --explicit_layout paper" ;;
+    # Two epochs (112 steps) for both objectives: does K=3 catch up with K=1 given more steps?
     inprompt_lr5e4_2ep) echo "--objective laser $V2 --num_epochs 2" ;;
     contrastive_lr5e4_2ep) echo "--objective contrastive --learning_rate 5e-4 --num_epochs 2" ;;
     recipe-no_explicit_view|recipe-no_latent_view|recipe-no_trajectory|recipe-no_output_kd|recipe-frozen_teacher)
