@@ -38,7 +38,7 @@ def test_paired_rows_per_seed_and_pooled(study_table):
         "variant-s43": dict(zip(questions, a43)), "base-s43": dict(zip(questions, b43)),
         "variant-s44": dict(zip(questions, a43)),  # no base at seed 44: not paired
     }
-    rows = [_row(r) for r in study_table.paired_rows(per_query, {"variant": "base", "absent": "base"})]
+    rows = [_row(r) for r in study_table.paired_rows(per_query, [("variant", "base"), ("absent", "base")])]
     assert [r[2] for r in rows] == ["42", "43", "pooled"]
 
     pooled_a = [(x + y) / 2 for x, y in zip(a42, a43)]  # each question averaged over the seeds first

@@ -18,6 +18,7 @@ import argparse
 import json
 import re
 import statistics
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -99,15 +100,21 @@ MATCHED = {
     "hardneg-llm-inprompt_lr5e4": "hardneg-contrastive_lr5e4",
     "hardneg-llm-inprompt_lr5e4_2ep": "hardneg-contrastive_lr5e4_2ep",
     "hardneg-llm-paperlayout_lr5e4": "hardneg-contrastive_lr5e4",
+    "hardneg-llm-inprompt_lr5e4_nltargets": "hardneg-contrastive_lr5e4",
+    "hardneg-inprompt_lr5e4_2ep": "hardneg-contrastive_lr5e4_2ep",
 }
 
 # Each variant and the run it changes in one setting, same objective and seed: did the change move the score by more
-# than the questions' own noise?
-VARIANTS = {
-    "hardneg-llm-inprompt_lr5e4_2ep": "hardneg-llm-inprompt_lr5e4",
-    "hardneg-contrastive_lr5e4_2ep": "hardneg-contrastive_lr5e4",
-    "hardneg-llm-paperlayout_lr5e4": "hardneg-llm-inprompt_lr5e4",
-}
+# than the questions' own noise? Pairs, not a dict: a variant can be compared with more than one run.
+VARIANTS = [
+    ("hardneg-llm-inprompt_lr5e4", "hardneg-inprompt_lr5e4"),  # the LLM rationales instead of the set's
+    ("hardneg-llm-inprompt_lr5e4_2ep", "hardneg-llm-inprompt_lr5e4"),
+    ("hardneg-llm-inprompt_lr5e4_2ep", "hardneg-inprompt_lr5e4_2ep"),
+    ("hardneg-inprompt_lr5e4_2ep", "hardneg-inprompt_lr5e4"),
+    ("hardneg-contrastive_lr5e4_2ep", "hardneg-contrastive_lr5e4"),
+    ("hardneg-llm-paperlayout_lr5e4", "hardneg-llm-inprompt_lr5e4"),
+    ("hardneg-llm-inprompt_lr5e4_nltargets", "hardneg-llm-inprompt_lr5e4"),
+]
 
 
 def rationale_score(run_dir: Path, trained: int | None) -> float | None:
@@ -256,15 +263,15 @@ def paired_header(first: str, second: str) -> str:
             "\n|---|---|---|---:|---:|---:|---:|")  # fmt: skip
 
 
-def paired_rows(per_query: dict[str, dict[str, float]], pairs_of: dict[str, str]) -> list[str]:
-    """Markdown rows of each first run minus its second in ``pairs_of`` (MATCHED: LaSER minus contrastive; VARIANTS:
+def paired_rows(per_query: dict[str, dict[str, float]], pairs: Iterable[tuple[str, str]]) -> list[str]:
+    """Markdown rows of each first run minus its second in ``pairs`` (MATCHED: LaSER minus contrastive; VARIANTS:
     a variant minus the run it changes), per seed both ran and pooled over those seeds (each question's nDCG@10
     averaged over seeds first): mean difference, questions won / lost, and the two-sided p-values of a paired t-test
     and of a Wilcoxon signed-rank test over the dev questions (scipy)."""
     from scipy import stats
 
     rows = []
-    for first, second in pairs_of.items():
+    for first, second in pairs:
         seeds = sorted(int(m["seed"]) for m in map(SEED.match, per_query)
                        if m and m["name"] == first and f"{second}-s{m['seed']}" in per_query)  # fmt: skip
         pairs = []
@@ -323,13 +330,13 @@ def main(argv: list[str] | None = None) -> None:
     per_query = {run: r.per_query["ndcg@10"] for run, r, _ in runs
                  if r.query_mode == "query" and r.num_thinking_steps == trained[run]}  # fmt: skip
     per_query_long = per_query_512(Path(args.runs), runs, trained)
-    for pairs_of, header in [(MATCHED, paired_header("LaSER", "contrastive")),
-                             (VARIANTS, paired_header("variant", "the run it changes"))]:  # fmt: skip
+    for pairs, header in [(MATCHED.items(), paired_header("LaSER", "contrastive")),
+                          (VARIANTS, paired_header("variant", "the run it changes"))]:  # fmt: skip
         print("\n" + header)
-        print("\n".join(paired_rows(per_query, pairs_of)))
+        print("\n".join(paired_rows(per_query, pairs)))
         print("\nThe same at 512 tokens a text (runs with eval_512.json, EVAL512=1):\n")
         print(header)
-        print("\n".join(paired_rows(per_query_long, pairs_of)))
+        print("\n".join(paired_rows(per_query_long, pairs)))
 
     print("\n| run | nDCG@10, question | nDCG@10, LLM rationale as the query | gap | train min | peak GiB |")
     print("|---|---:|---:|---:|---:|---:|")
