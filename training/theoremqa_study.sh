@@ -25,6 +25,13 @@ PAPER="--objective laser --lambda_out 10 --lambda_mid 0.1 --temperature_kd 0.02 
 # change to the recipe's YAML changes no row.
 V1="--learning_rate 1e-4 --explicit_layout paper"    # the recipe of 2026-11-29 (RESULTS.md: recipe-s42)
 V2="--learning_rate 5e-4 --explicit_layout in_prompt" # the recipe of 2026-11-30: the YAML's values
+ABLATIONS="no_explicit_view no_latent_view no_trajectory no_output_kd frozen_teacher"
+unknown_run() {  # the valid names, read from train_args' own case labels so the list cannot fall behind them
+  local names
+  names=$(declare -f train_args | grep -oE '^ +[a-z0-9_]+\)' | tr -d ' )' | paste -sd'|')
+  echo "unknown run $1: expected [hardneg-][llm-|reasoned-]NAME-s<seed> with NAME one of $names, or" \
+    "recipe-ABLATION or inprompt_lr5e4-ABLATION with ABLATION one of ${ABLATIONS// /, }; or untrained, minilm, bm25" >&2
+}
 train_args() {  # RUN -> laser-train overrides on top of the recipe
   local seed=${1##*-s} name=${1%-s*}
   case "$name" in
@@ -60,12 +67,11 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
     # Two epochs (112 steps) for both objectives: does K=3 catch up with K=1 given more steps?
     inprompt_lr5e4_2ep) echo "--objective laser $V2 --num_epochs 2" ;;
     contrastive_lr5e4_2ep) echo "--objective contrastive --learning_rate 5e-4 --num_epochs 2" ;;
-    recipe-no_explicit_view|recipe-no_latent_view|recipe-no_trajectory|recipe-no_output_kd|recipe-frozen_teacher)
-                      echo "--objective ${name#recipe-} $V1" ;;
-    inprompt_lr5e4-no_explicit_view|inprompt_lr5e4-no_latent_view|inprompt_lr5e4-no_trajectory|\
-    inprompt_lr5e4-no_output_kd|inprompt_lr5e4-frozen_teacher)
-                      echo "--objective ${name#inprompt_lr5e4-} $V2" ;;
-    *) echo "unknown run $1 ([hardneg-][reasoned-](contrastive|contrastive_lr3e4|contrastive_lr5e4|contrastive_lr1e3|paper|schedule|recipe|inprompt|inprompt_lr3e4|inprompt_lr5e4|inprompt_lr1e3|inprompt_lr2e3|inprompt_lr5e4_k2|inprompt_lr5e4_r64|contrastive_lr5e4_r64|inprompt_lr5e4_2ep|contrastive_lr5e4_2ep|paperlayout_lr5e4|inprompt_lr5e4_kd05|inprompt_lr5e4_lout1|inprompt_lr5e4_lout3|inprompt_lr5e4_clipterm|inprompt_lr5e4_clipsplit|inprompt_lr5e4_nltargets|recipe-<ablation>|inprompt_lr5e4-<ablation>)-s<seed>, untrained, minilm, bm25" >&2; exit 2 ;;
+    recipe-*|inprompt_lr5e4-*)  # the paper's Table 5 ablations of either recipe
+      local base=${name%%-*} ablation=${name#*-}
+      [[ " $ABLATIONS " == *" $ablation "* ]] || { unknown_run "$1"; exit 2; }
+      if [ "$base" = recipe ]; then echo "--objective $ablation $V1"; else echo "--objective $ablation $V2"; fi ;;
+    *) unknown_run "$1"; exit 2 ;;
   esac
   echo "--seed $seed"
 }
