@@ -30,15 +30,19 @@ def main() -> None:
     setups = [("SmolLM2 (CPU recipe)", smollm2, SMOLLM2_LASER_CONFIG, "in_prompt", 384),
               ("Qwen3 (paper)", qwen3, LaSERConfig(), "paper", 1024)]  # fmt: skip
     print(f"{len(examples)} rationales of {args.data} {args.split}")
-    print("| tokenizer | layout | targets | mean targets per rationale | rationales with one target |")
-    print("|---|---|---|---:|---:|")
+    # The last column counts the rationales whose explicit view (token ids and target positions) is the same under
+    # both rules: where all are, training with either rule is the same computation.
+    print("| tokenizer | layout | targets | mean targets per rationale | rationales with one target | same view "
+          "under both rules |\n|---|---|---|---:|---:|---:|")  # fmt: skip
     for name, tok, config, layout, budget in setups:
         formatter = Formatter(tok, config)
-        for rule in ("newline_token", "text_spans"):
-            m = np.array([len(tokenize_explicit_view(formatter, e.query, e.reasoning, e.instruction, layout=layout,
-                                                     max_length=budget, targets=rule).segment_ends)
-                          for e in examples])  # fmt: skip
-            print(f"| {name} | {layout} | {rule} | {m.mean():.2f} | {(m == 1).sum()} |")
+        views = {rule: [tokenize_explicit_view(formatter, e.query, e.reasoning, e.instruction, layout=layout,
+                                               max_length=budget, targets=rule) for e in examples]
+                 for rule in ("newline_token", "text_spans")}  # fmt: skip
+        same = sum(a == b for a, b in zip(*views.values()))
+        for rule, built in views.items():
+            m = np.array([len(v.segment_ends) for v in built])
+            print(f"| {name} | {layout} | {rule} | {m.mean():.2f} | {(m == 1).sum()} | {same} |")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,9 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
     # l2 = 1 instead of the paper's 10: the gradient spikes of hardneg-inprompt_lr5e4-s44 came once l2 reached full weight
     inprompt_lr5e4_lout1) echo "--objective laser $V2 --lambda_out 1" ;;
     inprompt_lr5e4_lout3) echo "--objective laser $V2 --lambda_out 3" ;;  # between the steadier 1 and the paper's 10
+    # l3 = 10 instead of the paper's 0.1: at 0.1 the trajectory term was 0.4% of the loss on the LLM rationales (l3 *
+    # kl_mid 0.014 of 3.3 at full weight, seed 42) against 60% for l2 * kl_out; at 10 the two weigh about the same
+    inprompt_lr5e4_lmid10) echo "--objective laser $V2 --lambda_mid 10" ;;
     # Each loss term's gradient clipped to 1.0 on its own, then added (instead of clipping their sum)
     inprompt_lr5e4_clipterm) echo "--objective laser $V2 --clip_grad_per_term true" ;;
     # The same, but each term clipped to 1.0 / (terms that step), so the summed step stays within 1.0: balance alone
