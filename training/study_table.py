@@ -100,7 +100,7 @@ MATCHED = {
     "hardneg-llm-inprompt_lr5e4": "hardneg-contrastive_lr5e4",
     "hardneg-llm-inprompt_lr5e4_2ep": "hardneg-contrastive_lr5e4_2ep",
     "hardneg-llm-paperlayout_lr5e4": "hardneg-contrastive_lr5e4",
-    "hardneg-llm-inprompt_lr5e4_nltargets": "hardneg-contrastive_lr5e4",
+    "hardneg-llm-inprompt_lr5e4_lmid10": "hardneg-contrastive_lr5e4",
     "hardneg-inprompt_lr5e4_2ep": "hardneg-contrastive_lr5e4_2ep",
 }
 
@@ -113,7 +113,7 @@ VARIANTS = [
     ("hardneg-inprompt_lr5e4_2ep", "hardneg-inprompt_lr5e4"),
     ("hardneg-contrastive_lr5e4_2ep", "hardneg-contrastive_lr5e4"),
     ("hardneg-llm-paperlayout_lr5e4", "hardneg-llm-inprompt_lr5e4"),
-    ("hardneg-llm-inprompt_lr5e4_nltargets", "hardneg-llm-inprompt_lr5e4"),
+    ("hardneg-llm-inprompt_lr5e4_lmid10", "hardneg-llm-inprompt_lr5e4"),
 ]
 
 
@@ -263,15 +263,15 @@ def paired_header(first: str, second: str) -> str:
             "\n|---|---|---|---:|---:|---:|---:|")  # fmt: skip
 
 
-def paired_rows(per_query: dict[str, dict[str, float]], pairs: Iterable[tuple[str, str]]) -> list[str]:
-    """Markdown rows of each first run minus its second in ``pairs`` (MATCHED: LaSER minus contrastive; VARIANTS:
+def paired_rows(per_query: dict[str, dict[str, float]], comparisons: Iterable[tuple[str, str]]) -> list[str]:
+    """Markdown rows of each first run minus its second in ``comparisons`` (MATCHED: LaSER minus contrastive; VARIANTS:
     a variant minus the run it changes), per seed both ran and pooled over those seeds (each question's nDCG@10
     averaged over seeds first): mean difference, questions won / lost, and the two-sided p-values of a paired t-test
     and of a Wilcoxon signed-rank test over the dev questions (scipy)."""
     from scipy import stats
 
     rows = []
-    for first, second in pairs:
+    for first, second in comparisons:
         seeds = sorted(int(m["seed"]) for m in map(SEED.match, per_query)
                        if m and m["name"] == first and f"{second}-s{m['seed']}" in per_query)  # fmt: skip
         pairs = []
@@ -330,13 +330,13 @@ def main(argv: list[str] | None = None) -> None:
     per_query = {run: r.per_query["ndcg@10"] for run, r, _ in runs
                  if r.query_mode == "query" and r.num_thinking_steps == trained[run]}  # fmt: skip
     per_query_long = per_query_512(Path(args.runs), runs, trained)
-    for pairs, header in [(MATCHED.items(), paired_header("LaSER", "contrastive")),
-                          (VARIANTS, paired_header("variant", "the run it changes"))]:  # fmt: skip
+    for comparisons, header in [(MATCHED.items(), paired_header("LaSER", "contrastive")),
+                                (VARIANTS, paired_header("variant", "the run it changes"))]:  # fmt: skip
         print("\n" + header)
-        print("\n".join(paired_rows(per_query, pairs)))
+        print("\n".join(paired_rows(per_query, comparisons)))
         print("\nThe same at 512 tokens a text (runs with eval_512.json, EVAL512=1):\n")
         print(header)
-        print("\n".join(paired_rows(per_query_long, pairs)))
+        print("\n".join(paired_rows(per_query_long, comparisons)))
 
     print("\n| run | nDCG@10, question | nDCG@10, LLM rationale as the query | gap | train min | peak GiB |")
     print("|---|---:|---:|---:|---:|---:|")
