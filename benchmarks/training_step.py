@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 def worker(args: argparse.Namespace) -> None:
     from laser_integrations.training import LaSERTrainer, build_config
     from laser_integrations.training.arguments import load_yaml
+    from laser_integrations.training.trainer import peak_resident_mb
 
     values = load_yaml(args.config)
     objective, overrides = parse_variant(args.worker)
@@ -43,8 +43,7 @@ def worker(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         trainer.train(stop_after_steps=args.steps)
         seconds = (time.perf_counter() - started) / args.steps
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
-    print(json.dumps({"objective": args.worker, "seconds_per_step": seconds, "peak_rss_mb": peak_mb}))
+    print(json.dumps({"objective": args.worker, "seconds_per_step": seconds, "peak_rss_mb": peak_resident_mb()}))
 
 
 def parse_variant(entry: str) -> tuple[str, dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import resource
 from pathlib import Path
 
 import pytest
@@ -196,9 +197,14 @@ def test_query_without_rationale_contributes_nothing_to_distillation(tiny_dir, t
 
 def test_contrastive_warm_up_is_logged_and_keeps_distillation_off(tiny_dir, toy_data, tmp_path):
     out = tmp_path / "out"
+    resident_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     LaSERTrainer(config(tiny_dir, toy_data, out, max_steps=5, distill_warmup_steps=2, distill_ramp_steps=2,
                         lora_dropout=0.0)).train()  # fmt: skip
     records = read_metrics(out / "metrics.jsonl")
+    # each step logs the process's peak resident memory so far: never falling, and what getrusage reads
+    peaks = [r["peak_rss_mb"] for r in records]
+    assert peaks == sorted(peaks) and peaks[0] >= resident_before - 1
+    assert peaks[-1] <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + 1
     assert [r["distill_scale"] for r in records] == [0.0, 0.0, 0.5, 1.0, 1.0]
     for r in records:  # each view's in-batch top-1 accuracy is logged; null where a step had no rationale
         assert 0.0 <= r["acc_latent"] <= 1.0

@@ -5,7 +5,8 @@ Output folder::
     output_dir/
       checkpoints/step-000050/   trainable weights (safetensors), optimizer, scheduler, RNG, trainer_state.json
       metrics.jsonl              one line per logged step: lr, loss, every loss term, each view's in-batch
-                                 top-1 accuracy (acc_latent, acc_explicit: null when no rationale)
+                                 top-1 accuracy (acc_latent, acc_explicit: null when no rationale), and the
+                                 process's peak resident memory so far (peak_rss_mb)
       loss_curve.png             the loss terms against the step
       train_config.yaml          the resolved configuration
       final/                     the export: LaSEREncoder.from_pretrained(output_dir / "final")
@@ -25,6 +26,7 @@ import math
 import random
 import shutil
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -52,6 +54,23 @@ METRICS = "metrics.jsonl"
 DIAGNOSTICS = ("acc_latent", "acc_explicit")  # in-batch top-1 accuracy of each view, logged, not trained
 FINAL = "final"
 STATE = "trainer_state.json"
+
+
+def peak_resident_mb() -> float | None:
+    """This process's peak resident memory so far in MiB: Linux's VmHWM, else ``getrusage``'s ru_maxrss; None
+    where neither exists (Windows). Logged every step, so a run's record shows at which step memory peaked."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
 
 
 def gather_with_grad(accelerator: Any) -> Callable[[torch.Tensor], tuple[torch.Tensor, int]]:
@@ -450,7 +469,8 @@ class LaSERTrainer:
                           "lr": self.scheduler.get_last_lr()[0], **{k: None if v != v else v for k, v in logged.items()},
                           "distill_scale": scale, "grad_norm": grad_norm,
                           **{f"grad_norm_{k}": v for k, v in term_norms.items()},
-                          "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
+                          "seconds": round(time.perf_counter() - started, 2),
+                          "peak_rss_mb": peak_resident_mb()}  # fmt: skip
                 if acc.is_main_process:
                     with (self.output_dir / METRICS).open("a", encoding="utf-8") as f:
                         f.write(json.dumps(record) + "\n")
