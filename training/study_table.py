@@ -114,6 +114,8 @@ VARIANTS = [
     ("hardneg-contrastive_lr5e4_2ep", "hardneg-contrastive_lr5e4"),
     ("hardneg-llm-paperlayout_lr5e4", "hardneg-llm-inprompt_lr5e4"),
     ("hardneg-llm-inprompt_lr5e4_lmid10", "hardneg-llm-inprompt_lr5e4"),
+    ("hardneg-llm-inprompt_lr5e4_lout3", "hardneg-llm-inprompt_lr5e4"),
+    ("hardneg-llm-inprompt_lr5e4_k2", "hardneg-llm-inprompt_lr5e4"),
 ]
 
 
