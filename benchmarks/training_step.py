@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 def worker(args: argparse.Namespace) -> None:
     from laser_integrations.training import LaSERTrainer, build_config
     from laser_integrations.training.arguments import load_yaml
-    from laser_integrations.training.trainer import peak_resident_mb
+    from laser_integrations.training.process_memory import peak_resident_mb
 
     values = load_yaml(args.config)
     objective, overrides = parse_variant(args.worker)

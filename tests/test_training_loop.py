@@ -495,3 +495,59 @@ def test_activation_checkpointing_refuses_a_second_checkpointing_and_negative_bu
         config(tiny_dir, toy_data, tmp_path / "a", activation_checkpoint_tokens=256, gradient_checkpointing=True)
     with pytest.raises(ValueError, match=r"activation_checkpoint_tokens must be >= 0 \(0 = off\), got -1"):
         config(tiny_dir, toy_data, tmp_path / "b", activation_checkpoint_tokens=-1)
+
+
+# glibc's malloc statistics and allocator, called from a fresh interpreter: a fixed threshold lasts for the process.
+_MMAP_PROBE = """
+import ctypes, json
+from laser_integrations.training.process_memory import glibc, set_malloc_mmap_threshold
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                              "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = glibc()
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def mapped_after(threshold):
+    set_malloc_mmap_threshold(threshold)
+    before = libc.mallinfo2().hblkhd
+    block = libc.malloc(4 << 20)
+    held = libc.mallinfo2().hblkhd - before
+    libc.free(block)
+    return held, libc.mallinfo2().hblkhd - before
+print(json.dumps({"8MiB": mapped_after(8 << 20), "1MiB": mapped_after(1 << 20)}))
+"""
+
+
+def test_malloc_mmap_threshold_maps_large_blocks_alone_and_returns_them_when_freed():
+    from laser_integrations.training.process_memory import glibc
+
+    if glibc() is None:
+        pytest.skip("M_MMAP_THRESHOLD is glibc's; this platform's C library is another (the option refuses, below)")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _MMAP_PROBE], capture_output=True, text=True, check=True)
+    mapped = json.loads(done.stdout)
+    assert mapped["8MiB"] == [0, 0]  # a 4 MiB block under the threshold comes from the heap
+    held, after_free = mapped["1MiB"]
+    assert held >= 4 << 20 and after_free == 0  # over it: its own mapping, gone once freed
+
+
+def test_malloc_mmap_threshold_is_set_by_setup_and_refused_where_it_cannot_be_honoured(
+    tiny_dir, toy_data, tmp_path, monkeypatch
+):
+    from laser_integrations.training import process_memory, trainer
+
+    calls = []
+    monkeypatch.setattr(trainer, "set_malloc_mmap_threshold", calls.append)  # the pytest process keeps glibc's own
+    LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "a", malloc_mmap_threshold=1 << 20)).setup()
+    LaSERTrainer(config(tiny_dir, toy_data, tmp_path / "b")).setup()
+    assert calls == [1 << 20]  # 0, the default, leaves the allocator alone
+    for bad in (-1, (32 << 20) + 1):
+        with pytest.raises(ValueError, match=rf"malloc_mmap_threshold must be 0 \(glibc's adaptive default\) or "
+                                             rf"1..33554432 bytes \(glibc's largest\), got {bad}"):  # fmt: skip
+            config(tiny_dir, toy_data, tmp_path / "c", malloc_mmap_threshold=bad)
+    monkeypatch.setattr(process_memory, "glibc", lambda: None)
+    with pytest.raises(ValueError, match="is not glibc; set malloc_mmap_threshold: 0"):
+        process_memory.set_malloc_mmap_threshold(1 << 20)

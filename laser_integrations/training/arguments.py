@@ -21,6 +21,7 @@ from ..config import LaSERConfig
 from .data import EXPLICIT_LAYOUTS, MISSING_REASONING, TRAJECTORY_TARGETS
 from .losses import DOWNSAMPLE_RULES, EXPLICIT_WEIGHTINGS
 from .objectives import get_objective
+from .process_memory import GLIBC_MAX_MMAP_THRESHOLD
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -148,6 +149,11 @@ class TrainingArguments:
     )
     export: str = _f("merged", "final export: merged (LoRA merged, safetensors) | adapter")
     progress_bar: bool = _f(True, "show a tqdm bar with the loss terms")
+    malloc_mmap_threshold: int = _f(
+        0, "Linux (glibc): fix malloc's M_MMAP_THRESHOLD at this many bytes for the training process, so freed "
+        "activations of that size or more go back to the system instead of staying in the heap (CPU training's peak "
+        "memory; costs page faults); 0 = glibc's adaptive default, max 33554432"
+    )
 
 
 GROUPS = (ModelArguments, DataArguments, LossArguments, TrainingArguments)
@@ -322,6 +328,13 @@ def validate(config: TrainConfig, source: str = "config") -> None:
         msg = (
             "activation_checkpoint_tokens and gradient_checkpointing both recompute activations; set one: "
             f"activation_checkpoint_tokens keeps the latent steps' KV cache and is the faster of the two ({source})."
+        )
+        raise ValueError(msg)
+    if not 0 <= values["malloc_mmap_threshold"] <= GLIBC_MAX_MMAP_THRESHOLD:
+        got = values["malloc_mmap_threshold"]
+        msg = (
+            f"malloc_mmap_threshold must be 0 (glibc's adaptive default) or 1..{GLIBC_MAX_MMAP_THRESHOLD} bytes "
+            f"(glibc's largest), got {got} ({source})."
         )
         raise ValueError(msg)
     if values["reasoning_separator"] == "":

@@ -26,7 +26,6 @@ import math
 import random
 import shutil
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from .data import DataError, DualViewCollator, load_training_data
 from .losses import distillation_scale
 from .model import DualViewModel, LossWeights
 from .objectives import get_objective
+from .process_memory import peak_resident_mb, set_malloc_mmap_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -54,23 +54,6 @@ METRICS = "metrics.jsonl"
 DIAGNOSTICS = ("acc_latent", "acc_explicit")  # in-batch top-1 accuracy of each view, logged, not trained
 FINAL = "final"
 STATE = "trainer_state.json"
-
-
-def peak_resident_mb() -> float | None:
-    """This process's peak resident memory so far in MiB: Linux's VmHWM, else ``getrusage``'s ru_maxrss; None
-    where neither exists (Windows). Logged every step, so a run's record shows at which step memory peaked."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)  # kB
-    except OSError:
-        pass
-    try:
-        import resource
-    except ImportError:
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes, bytes on macOS
-    return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
 
 
 def gather_with_grad(accelerator: Any) -> Callable[[torch.Tensor], tuple[torch.Tensor, int]]:
@@ -220,6 +203,8 @@ class LaSERTrainer:
 
         cfg, t, d = self.config, self.config.train, self.config.data
         self.resume_from = self._check_output_dir()
+        if t.malloc_mmap_threshold:  # before the data and the model take their memory
+            set_malloc_mmap_threshold(t.malloc_mmap_threshold)
         # Data first: a bad record stops the run before the (slow) model load.
         self.examples, self.pool = load_training_data(
             d.train_data, d.data_format, corpus=d.corpus, split=d.split, missing_reasoning=d.missing_reasoning,
