@@ -53,6 +53,24 @@ def glibc() -> ctypes.CDLL | None:
     return libc if hasattr(libc, "gnu_get_libc_version") else None  # musl and macOS have no such symbol
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]  # fmt: skip
+
+
+def malloc_heap_mb() -> dict[str, float] | None:
+    """glibc's own account of this process's ``malloc`` memory in MiB (``mallinfo2``, glibc 2.33+): ``heap`` (the
+    arenas' size), ``heap_in_use``, ``heap_free`` (freed but kept by the process) and ``mapped`` (blocks mapped on
+    their own); None off glibc. It walks every free list, so it is for diagnostics, not a hot loop."""
+    libc = glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return None
+    libc.mallinfo2.restype = _MallInfo2
+    info = libc.mallinfo2()
+    return {"heap": info.arena / 2**20, "heap_in_use": info.uordblks / 2**20, "heap_free": info.fordblks / 2**20,
+            "mapped": info.hblkhd / 2**20}  # fmt: skip
+
+
 def set_malloc_mmap_threshold(nbytes: int) -> None:
     """Fix glibc's M_MMAP_THRESHOLD at ``nbytes`` for the rest of this process (all threads, later allocations).
 
