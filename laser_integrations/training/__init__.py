@@ -2,7 +2,8 @@
 
 Library code: :mod:`.losses` (pure loss functions), :mod:`.objectives` (full method and ablations),
 :mod:`.data` (layouts, validation, collator), :mod:`.model` (the two views), :mod:`.trainer` (the loop),
-:mod:`.reason` (rationale writing), :mod:`.mine` (hard-negative mining), :mod:`.cli` (``laser-train``).
+:mod:`.reason` (rationale writing), :mod:`.mine` (hard-negative mining), :mod:`.process_memory` (peak memory,
+glibc's mmap threshold), :mod:`.cli` (``laser-train``).
 """
 
 from .arguments import TrainConfig, build_config
