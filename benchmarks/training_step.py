@@ -32,15 +32,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 def sample_heap(every_s: float = 0.2) -> tuple[list[dict], threading.Event]:
     """Sample resident memory and glibc's heap account from a thread until the returned event is set."""
-    from laser_integrations.training.process_memory import malloc_heap_mb
+    from laser_integrations.training.process_memory import malloc_heap_mb, resident_mb
 
     samples: list[dict] = []
     done = threading.Event()
 
     def run() -> None:
         while not done.wait(every_s):
-            rss = next(int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith("VmRSS:"))
-            samples.append({"rss": rss, **(malloc_heap_mb() or {})})
+            samples.append({"rss": resident_mb() or 0.0, **(malloc_heap_mb() or {})})
 
     threading.Thread(target=run, daemon=True).start()
     return samples, done

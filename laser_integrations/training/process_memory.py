@@ -23,15 +23,28 @@ GLIBC_MAX_MMAP_THRESHOLD = 32 * 2**20  # HEAP_MAX_SIZE / 2 on 64-bit glibc; mall
 _M_MMAP_THRESHOLD = -3  # <malloc.h>
 
 
-def peak_resident_mb() -> float | None:
-    """This process's peak resident memory so far in MiB: Linux's VmHWM, else ``getrusage``'s ru_maxrss; None
-    where neither exists (Windows). Logged every step, so a run's record shows at which step memory peaked."""
+def _proc_status_mb(field: str) -> float | None:
+    """A memory line of Linux's ``/proc/self/status`` (``VmHWM``, ``VmRSS``) in MiB; None elsewhere."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)  # kB
     except OSError:
         pass
+    return None
+
+
+def resident_mb() -> float | None:
+    """This process's resident memory now in MiB (Linux's VmRSS); None off Linux."""
+    return _proc_status_mb("VmRSS")
+
+
+def peak_resident_mb() -> float | None:
+    """This process's peak resident memory so far in MiB: Linux's VmHWM, else ``getrusage``'s ru_maxrss; None
+    where neither exists (Windows). Logged every step, so a run's record shows at which step memory peaked."""
+    peak_mb = _proc_status_mb("VmHWM")
+    if peak_mb is not None:
+        return peak_mb
     try:
         import resource
     except ImportError:
@@ -50,7 +63,11 @@ def glibc() -> ctypes.CDLL | None:
         libc = ctypes.CDLL(name)
     except OSError:
         return None
-    return libc if hasattr(libc, "gnu_get_libc_version") else None  # musl and macOS have no such symbol
+    if not hasattr(libc, "gnu_get_libc_version"):  # musl and macOS have no such symbol
+        return None
+    if hasattr(libc, "mallinfo2"):  # glibc 2.33+
+        libc.mallinfo2.restype = _MallInfo2
+    return libc
 
 
 class _MallInfo2(ctypes.Structure):
@@ -65,7 +82,6 @@ def malloc_heap_mb() -> dict[str, float] | None:
     libc = glibc()
     if libc is None or not hasattr(libc, "mallinfo2"):
         return None
-    libc.mallinfo2.restype = _MallInfo2
     info = libc.mallinfo2()
     return {"heap": info.arena / 2**20, "heap_in_use": info.uordblks / 2**20, "heap_free": info.fordblks / 2**20,
             "mapped": info.hblkhd / 2**20}  # fmt: skip
