@@ -65,7 +65,7 @@ def worker(args: argparse.Namespace) -> None:
         trainer = LaSERTrainer(build_config(values, "benchmark"))
         trainer.setup()  # data and model: its peak alone says whether loading or training sets the run's peak
         setup_peak_mb = peak_resident_mb()
-        trainer.train(stop_after_steps=1)  # untimed: loading, first-call allocations
+        trainer.train(stop_after_steps=1)  # untimed: first-call allocations
         started = time.perf_counter()
         trainer.train(stop_after_steps=args.steps)
         seconds = (time.perf_counter() - started) / args.steps
@@ -99,9 +99,9 @@ def yaml_values(config: str) -> dict:
     return yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
 
 
-def recipe_memory_settings(config: str) -> str:
-    """The recipe's settings that change a step's memory and time, as ``key=value`` (0 where the recipe is silent)."""
-    values = yaml_values(config)
+def recipe_memory_settings(values: dict) -> str:
+    """The recipe's settings that change a step's memory and time, as ``key=value`` (0, the trainer's default, where
+    the recipe is silent)."""
     keys = ("activation_checkpoint_tokens", "malloc_mmap_threshold")
     return ", ".join(f"{key}={values.get(key, 0)}" for key in keys)
 
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             return done.returncode
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     base = rows[0]["seconds_per_step"]
-    print(f"{Path(args.config).name} ({recipe_memory_settings(args.config)} unless a row sets them), "
+    print(f"{Path(args.config).name} ({recipe_memory_settings(recipe)} unless a row sets them), "
           f"{args.steps} timed steps each, torch threads: default")
     width = max(20, *(len(r["objective"]) for r in rows))
     heap = "  heap / of it freed / mapped alone, MB, at the resident peak" if args.heap_stats else ""
