@@ -102,6 +102,7 @@ MATCHED = {
     "hardneg-llm-paperlayout_lr5e4": "hardneg-contrastive_lr5e4",
     "hardneg-llm-inprompt_lr5e4_lmid10": "hardneg-contrastive_lr5e4",
     "hardneg-inprompt_lr5e4_2ep": "hardneg-contrastive_lr5e4_2ep",
+    "hardneg-llm-inprompt_lr5e4_doc512": "hardneg-llm-contrastive_lr5e4_doc512",
 }
 
 # Each variant and the run it changes in one setting, same objective and seed: did the change move the score by more
@@ -116,6 +117,9 @@ VARIANTS = [
     ("hardneg-llm-inprompt_lr5e4_lmid10", "hardneg-llm-inprompt_lr5e4"),
     ("hardneg-llm-inprompt_lr5e4_lout3", "hardneg-llm-inprompt_lr5e4"),
     ("hardneg-llm-inprompt_lr5e4_k2", "hardneg-llm-inprompt_lr5e4"),
+    # Documents trained at 512 tokens instead of 128 (queries at 128 either way)
+    ("hardneg-llm-inprompt_lr5e4_doc512", "hardneg-llm-inprompt_lr5e4"),
+    ("hardneg-llm-contrastive_lr5e4_doc512", "hardneg-contrastive_lr5e4"),
 ]
 
 

@@ -11,7 +11,8 @@
 #
 # Every run trains with training/cpu_smollm2_theoremqa.yaml plus the overrides below, then scores its final
 # checkpoint with `laser eval` on the dev split. Each run writes runs/study/RUN/{eval.json,wall.json,...}.
-# One job at a time: the runs take both cores.
+# One job at a time: the runs take both cores. TRAIN_EXTRA="--malloc_mmap_threshold 0" adds arguments that change
+# no value (memory settings) to every training run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${LASER_SHARED_DIR:-../shared}
@@ -25,6 +26,8 @@ PAPER="--objective laser --lambda_out 10 --lambda_mid 0.1 --temperature_kd 0.02 
 # change to the recipe's YAML changes no row.
 V1="--learning_rate 1e-4 --explicit_layout paper"    # the recipe of 2026-11-29 (RESULTS.md: recipe-s42)
 V2="--learning_rate 5e-4 --explicit_layout in_prompt" # the recipe of 2026-11-30: the YAML's values
+# The recipe's laser_config with documents at 512 tokens (a --laser_config override replaces the YAML's mapping)
+DOC512='{"chat_suffix":"","query_max_length":128,"document_max_length":512}'
 ABLATIONS="no_explicit_view no_latent_view no_trajectory no_output_kd frozen_teacher"
 unknown_run() {  # the valid names, read from train_args' own case labels so the list cannot fall behind them
   local names
@@ -70,6 +73,9 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
     # Two epochs (112 steps) for both objectives: does K=3 catch up with K=1 given more steps?
     inprompt_lr5e4_2ep) echo "--objective laser $V2 --num_epochs 2" ;;
     contrastive_lr5e4_2ep) echo "--objective contrastive --learning_rate 5e-4 --num_epochs 2" ;;
+    # Documents trained at 512 tokens instead of the recipe's 128, which cut every theorem (queries stay at 128)
+    inprompt_lr5e4_doc512) echo "--objective laser $V2 --laser_config $DOC512" ;;
+    contrastive_lr5e4_doc512) echo "--objective contrastive --learning_rate 5e-4 --laser_config $DOC512" ;;
     recipe-*|inprompt_lr5e4-*)  # the paper's Table 5 ablations of either recipe
       local base=${name%%-*} ablation=${name#*-}
       [[ " $ABLATIONS " == *" $ablation "* ]] || { unknown_run "$1"; exit 2; }
@@ -140,7 +146,7 @@ for run in "$@"; do
       # shellcheck disable=SC2086
       /usr/bin/time -v -o "$dir/train.time" \
       laser-train --config "$RECIPE" --train_data "$train_data" --output_dir "$dir" --overwrite_output_dir true \
-        --progress_bar false --negatives_per_query 0 --hard_negatives none $args
+        --progress_bar false --negatives_per_query 0 --hard_negatives none $args ${TRAIN_EXTRA:-}
       train_s=$(seconds_since "$t0")
       peak_mb=$(peak_rss_mb "$dir/train.time")
       echo "{\"train_seconds\": $train_s, \"train_peak_rss_mb\": $peak_mb}" > "$dir/wall.json"
