@@ -380,6 +380,38 @@ def test_bad_config_errors_name_the_key():
     )
 
 
+def test_a_laser_config_option_merges_into_the_yaml_mapping_and_a_scalar_option_replaces(tmp_path):
+    from laser_integrations.training.arguments import config_from_args
+    from laser_integrations.training.cli import build_parser
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "model: m\ntrain_data: d\nlearning_rate: 5.0e-4\n"
+        "laser_config: {chat_suffix: '', query_max_length: 128, document_max_length: 128}\n",
+        encoding="utf-8",
+    )
+
+    def parsed(*options: str):
+        argv = ["train", "--config", str(recipe), "--output_dir", str(tmp_path / "out"), *options]
+        args, extra = build_parser(argv).parse_known_args(argv)
+        assert not extra
+        return config_from_args(args)
+
+    config = parsed("--laser_config", '{"document_max_length": 512}', "--learning_rate", "1e-4")
+    # One key changed; the recipe's chat_suffix and query length stay (they used to be dropped, silently).
+    assert config.model.laser_config == {"chat_suffix": "", "query_max_length": 128, "document_max_length": 512}
+    assert config.train.learning_rate == 1e-4
+    assert parsed().model.laser_config == {"chat_suffix": "", "query_max_length": 128, "document_max_length": 128}
+    with pytest.raises(ValueError, match=r"command line: laser_config must be a dict, got 512\."):
+        parsed("--laser_config", "512")
+    with pytest.raises(ValueError, match=r"laser_config has unknown keys \['doc_len'\]"):
+        parsed("--laser_config", "{doc_len: 512}")
+    # Without a YAML file the option is the whole mapping.
+    argv = ["train", "--model", "m", "--train_data", "d", "--output_dir", str(tmp_path / "o"),
+            "--laser_config", "{document_max_length: 256}"]  # fmt: skip
+    assert config_from_args(build_parser(argv).parse_args(argv)).model.laser_config == {"document_max_length": 256}
+
+
 def test_bm25_hard_negatives_fill_only_queries_without_negatives(tiny_dir, tmp_path):
     data = tmp_path / "train.jsonl"
     rows = [{"query": "the product rule for a derivative", "positives": [DOCS[3]]},  # shares "derivative" with DOCS[6]

@@ -33,7 +33,10 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 @dataclass
 class ModelArguments:
     model: str | None = _f(None, "backbone: hub id, folder, .gguf file or 'smollm2-135m-offline' (required)")
-    laser_config: dict = _f({}, "LaSERConfig overrides for the input format, e.g. {chat_suffix: ''}")
+    laser_config: dict = _f(
+        {}, "LaSERConfig overrides for the input format, e.g. {chat_suffix: ''}; on the command line, merged key by "
+        "key into the YAML file's mapping"
+    )
     num_thinking_steps: int = _f(3, "K, latent thinking steps (paper: 3)")
     lora: bool = _f(True, "train a LoRA adapter (peft); false = full fine-tuning")
     lora_r: int = _f(64, "LoRA rank")
@@ -428,9 +431,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Merge the YAML file (if any) and the ``--key VALUE`` overrides into a validated config."""
-    values: dict[str, Any] = load_yaml(args.config) if getattr(args, "config", None) else {}
+    """Merge the YAML file (if any) and the ``--key VALUE`` overrides into a validated config.
+
+    A scalar option replaces the YAML's value; a mapping option (``--laser_config '{document_max_length: 512}'``)
+    is merged key by key into the YAML's mapping, so overriding one key does not silently drop the others (the
+    recipe's ``chat_suffix: ''`` would otherwise fall back to the backbone's default)."""
+    config_file = getattr(args, "config", None)
+    values: dict[str, Any] = load_yaml(config_file) if config_file else {}
     overrides = {k: v for k, v in vars(args).items() if k in all_fields()}
-    values.update(overrides)
-    source = f"{args.config} + command line" if args.config and overrides else args.config or "command line"
+    for key, value in overrides.items():
+        if key in values and _base_type(all_fields()[key][1].type)[0] is dict:
+            base = coerce(key, values[key], str(config_file))
+            value = {**base, **coerce(key, value, "command line")}
+        values[key] = value
+    source = f"{config_file} + command line" if config_file and overrides else config_file or "command line"
     return build_config(values, source)
