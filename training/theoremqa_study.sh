@@ -26,8 +26,9 @@ PAPER="--objective laser --lambda_out 10 --lambda_mid 0.1 --temperature_kd 0.02 
 # change to the recipe's YAML changes no row.
 V1="--learning_rate 1e-4 --explicit_layout paper"    # the recipe of 2026-11-29 (RESULTS.md: recipe-s42)
 V2="--learning_rate 5e-4 --explicit_layout in_prompt" # the recipe of 2026-11-30: the YAML's values
-# The recipe's laser_config with documents at 512 tokens (a --laser_config override replaces the YAML's mapping)
-DOC512='{"chat_suffix":"","query_max_length":128,"document_max_length":512}'
+# The recipe's laser_config with documents at 512 tokens (merged into the YAML's mapping; the seed-42 runs, from
+# before that merge, wrote the whole mapping out: the same values, as their train_config.yaml shows)
+DOC512='{"document_max_length":512}'
 ABLATIONS="no_explicit_view no_latent_view no_trajectory no_output_kd frozen_teacher"
 unknown_run() {  # the valid names, read from train_args' own case labels so the list cannot fall behind them
   local names
