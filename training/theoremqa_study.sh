@@ -124,10 +124,15 @@ hardneg_data() {  # DATA dir -> mined file
 for run in "$@"; do
   dir=$OUT/$run
   mkdir -p "$dir"
+  eval_len=""
   case "$run" in
     untrained) model=smollm2-135m-offline; ks="1 3" ;;
     minilm|bm25) model=$run; ks="" ;;
     *)
+      # A trained run is scored at 128 tokens a text (eval.json) whatever lengths it trained at, so the column
+      # compares like with like: without --max-length, laser eval takes the checkpoint's own lengths, and the
+      # _doc512 runs would be scored with documents at 512 (as the eleventh session's were, in eval_own_lengths.json)
+      eval_len=128
       train_data=$DATA; name=$run; hardneg=""
       if [[ $name == hardneg-* ]]; then hardneg=1; name=${name#hardneg-}; fi
       if [[ $name == llm-* ]]; then train_data=$(llm_data); name=${name#llm-}; fi
@@ -163,7 +168,7 @@ for run in "$@"; do
   if [ -n "${REASONING:-}" ]; then modes="query reasoning"; eval_data=$(llm_data); fi
   # shellcheck disable=SC2086
   laser eval --model "$model" --data "$eval_data" --split dev --no-progress --output "$dir/eval.json" \
-    --query-mode $modes ${ks:+--num-thinking-steps $ks}
+    --query-mode $modes ${ks:+--num-thinking-steps $ks} ${eval_len:+--max-length $eval_len}
   eval_s=$(seconds_since "$t0")
   # EVAL512=1: the same scoring with 512 tokens a text (eval_512.json). The recipe's 128 cut every theorem; 512
   # cut 48 of them and scored within 0.006 of 8192 (docs/fidelity.md)
