@@ -438,9 +438,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     recipe's ``chat_suffix: ''`` would otherwise fall back to the backbone's default)."""
     config_file = getattr(args, "config", None)
     values: dict[str, Any] = load_yaml(config_file) if config_file else {}
-    overrides = {k: v for k, v in vars(args).items() if k in all_fields()}
+    fields_ = all_fields()
+    overrides = {k: v for k, v in vars(args).items() if k in fields_}
     for key, value in overrides.items():
-        if key in values and _base_type(all_fields()[key][1].type)[0] is dict:
+        if key in values and _base_type(fields_[key][1].type)[0] is dict:
             base = coerce(key, values[key], str(config_file))
             value = {**base, **coerce(key, value, "command line")}
         values[key] = value
