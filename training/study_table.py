@@ -103,6 +103,7 @@ MATCHED = {
     "hardneg-llm-inprompt_lr5e4_lmid10": "hardneg-contrastive_lr5e4",
     "hardneg-inprompt_lr5e4_2ep": "hardneg-contrastive_lr5e4_2ep",
     "hardneg-llm-inprompt_lr5e4_doc512": "hardneg-llm-contrastive_lr5e4_doc512",
+    "hardneg-llm-inprompt_lr5e4_nowarm": "hardneg-contrastive_lr5e4",
 }
 
 # Each variant and the run it changes in one setting, same objective and seed: did the change move the score by more
@@ -120,6 +121,7 @@ VARIANTS = [
     # Documents trained at 512 tokens instead of 128 (queries at 128 either way)
     ("hardneg-llm-inprompt_lr5e4_doc512", "hardneg-llm-inprompt_lr5e4"),
     ("hardneg-llm-contrastive_lr5e4_doc512", "hardneg-contrastive_lr5e4"),
+    ("hardneg-llm-inprompt_lr5e4_nowarm", "hardneg-llm-inprompt_lr5e4"),  # distillation from step 1
 ]
 
 

@@ -56,6 +56,9 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
     # l3 = 10 instead of the paper's 0.1: at 0.1 the trajectory term was 0.4% of the loss on the LLM rationales (l3 *
     # kl_mid 0.014 of 3.3 at full weight, seed 42) against 60% for l2 * kl_out; at 10 the two weigh about the same
     inprompt_lr5e4_lmid10) echo "--objective laser $V2 --lambda_mid 10" ;;
+    # No contrastive warm-up or ramp: both KL terms at full weight from step 1, so all 56 steps carry the teacher
+    # (the warm-up was set when few questions had a rationale; with one for every question the teacher is there)
+    inprompt_lr5e4_nowarm) echo "--objective laser $V2 --distill_warmup_steps 0 --distill_ramp_steps 0" ;;
     # Each loss term's gradient clipped to 1.0 on its own, then added (instead of clipping their sum)
     inprompt_lr5e4_clipterm) echo "--objective laser $V2 --clip_grad_per_term true" ;;
     # The same, but each term clipped to 1.0 / (terms that step), so the summed step stays within 1.0: balance alone
