@@ -105,6 +105,9 @@ MATCHED = {
     "hardneg-llm-inprompt_lr5e4_doc512": "hardneg-llm-contrastive_lr5e4_doc512",
     "hardneg-llm-inprompt_lr5e4_nowarm": "hardneg-contrastive_lr5e4",
 }
+# The recipe as shipped (documents trained at 128) against contrastive trained with documents at the 512 tokens they
+# are scored at, the baseline RESULTS advises: not matched in training, so kept out of MATCHED, printed beside it.
+RECIPE_VS_ADVISED_BASELINE = [("hardneg-llm-inprompt_lr5e4", "hardneg-llm-contrastive_lr5e4_doc512")]
 
 # Each variant and the run it changes in one setting, same objective and seed: did the change move the score by more
 # than the questions' own noise? Pairs, not a dict: a variant can be compared with more than one run.
@@ -338,7 +341,8 @@ def main(argv: list[str] | None = None) -> None:
     per_query = {run: r.per_query["ndcg@10"] for run, r, _ in runs
                  if r.query_mode == "query" and r.num_thinking_steps == trained[run]}  # fmt: skip
     per_query_long = per_query_512(Path(args.runs), runs, trained)
-    for comparisons, header in [(MATCHED.items(), paired_header("LaSER", "contrastive")),
+    matched = [*MATCHED.items(), *RECIPE_VS_ADVISED_BASELINE]
+    for comparisons, header in [(matched, paired_header("LaSER", "contrastive")),
                                 (VARIANTS, paired_header("variant", "the run it changes"))]:  # fmt: skip
         print("\n" + header)
         print("\n".join(paired_rows(per_query, comparisons)))
