@@ -57,3 +57,31 @@ def test_paired_header_names_both_sides(study_table):
     header = study_table.paired_header("variant", "the run it changes").splitlines()
     assert _row(header[0])[:2] == ["variant", "the run it changes"]
     assert len(_row(header[0])) == len(_row(header[1])) == 7
+
+
+def _write_run(root: Path, run: str, scores: list[float]) -> None:
+    """A finished study run as ``laser eval`` and the study script leave it: eval.json and wall.json."""
+    import json
+
+    per_query = {f"q{i}": s for i, s in enumerate(scores)}
+    metrics = {m: statistics.mean(scores) for m in ("ndcg@10", "recall@10", "recall@100", "mrr@10")}
+    result = {"label": run, "model": run, "dataset": "dev", "query_mode": "query", "num_thinking_steps": None,
+              "metrics": metrics, "per_query": {"ndcg@10": per_query}, "num_queries": len(scores),
+              "queries_without_reasoning": 0, "encode_documents_seconds": 1.0, "encode_queries_seconds": 1.0,
+              "search_seconds": 0.1, "max_length": 128}  # fmt: skip
+    (root / run).mkdir(parents=True)
+    (root / run / "eval.json").write_text(json.dumps({"config": {"data": "data/dev"}, "results": [result]}))
+    (root / run / "wall.json").write_text(json.dumps({"train_seconds": 60, "eval_seconds": 30}))
+
+
+def test_charts_go_beside_the_runs_unless_told(study_table, tmp_path, capsys):
+    # Drawn into training/results by default, a table of a few runs overwrote RESULTS' committed charts.
+    runs = tmp_path / "runs"
+    _write_run(runs, "bm25", [0.5, 0.2, 0.9, 0.1])
+    _write_run(runs, "minilm", [0.6, 0.4, 0.8, 0.3])
+    study_table.main(["--runs", str(runs)])
+    assert (runs / "plots" / "theoremqa_dev_ndcg.png").is_file()
+    assert "| bm25 |" in capsys.readouterr().out
+
+    study_table.main(["--runs", str(runs), "--plots", str(tmp_path / "charts")])
+    assert (tmp_path / "charts" / "theoremqa_dev_ndcg.png").is_file()

@@ -1,6 +1,6 @@
 """Tables and charts of the TheoremQA study (``training/theoremqa_study.sh``) for ``training/RESULTS.md``.
 
-    python training/study_table.py [--runs runs/study] [--plots training/results]
+    python training/study_table.py [--runs runs/study] [--plots RUNS/plots]
 
 Reads ``RUN/eval.json`` (written by ``laser eval``) and ``RUN/wall.json`` of every run, prints one Markdown row
 per (run, K, query mode) with the command that reproduces it, a per-objective mean over seeds with the seed
@@ -308,7 +308,8 @@ def minutes(seconds: float | None) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="runs/study", help="the study's output folder")
-    parser.add_argument("--plots", default="training/results", help="where the PNG charts go")
+    # Beside the runs by default: drawing into training/results on a subset of runs would overwrite RESULTS' charts.
+    parser.add_argument("--plots", help="where the PNG charts go (default: RUNS/plots; training/results for RESULTS')")
     args = parser.parse_args(argv)
     runs = load_runs(Path(args.runs))
     if not runs:
@@ -358,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---:|---:|---:|---:|---:|")
     print("\n".join(length_rows(Path(args.runs), runs, trained)))
 
-    plots = Path(args.plots)
+    plots = Path(args.plots) if args.plots else Path(args.runs) / "plots"
     print(seed_chart(per_recipe, plots / "theoremqa_seeds.png"))
     gaps = gap_chart(gap_scores(Path(args.runs), runs, trained), plots / "theoremqa_internalization_gap.png")
     if gaps is not None:
