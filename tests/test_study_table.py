@@ -60,17 +60,17 @@ def test_paired_header_names_both_sides(study_table):
 
 
 def _write_run(root: Path, run: str, scores: list[float]) -> None:
-    """A finished study run as ``laser eval`` and the study script leave it: eval.json and wall.json."""
+    """A finished study run as ``laser eval`` (its own ``results_to_json``) and the study script leave it."""
     import json
+
+    from laser_integrations.evaluation import EvalResult, results_to_json
 
     per_query = {f"q{i}": s for i, s in enumerate(scores)}
     metrics = {m: statistics.mean(scores) for m in ("ndcg@10", "recall@10", "recall@100", "mrr@10")}
-    result = {"label": run, "model": run, "dataset": "dev", "query_mode": "query", "num_thinking_steps": None,
-              "metrics": metrics, "per_query": {"ndcg@10": per_query}, "num_queries": len(scores),
-              "queries_without_reasoning": 0, "encode_documents_seconds": 1.0, "encode_queries_seconds": 1.0,
-              "search_seconds": 0.1, "max_length": 128}  # fmt: skip
+    result = EvalResult(model=run, dataset="dev", query_mode="query", num_thinking_steps=None, metrics=metrics,
+                        per_query={"ndcg@10": per_query}, num_queries=len(scores), max_length=128)  # fmt: skip
     (root / run).mkdir(parents=True)
-    (root / run / "eval.json").write_text(json.dumps({"config": {"data": "data/dev"}, "results": [result]}))
+    (root / run / "eval.json").write_text(json.dumps(results_to_json([result], {"data": "data/dev"})))
     (root / run / "wall.json").write_text(json.dumps({"train_seconds": 60, "eval_seconds": 30}))
 
 
