@@ -311,11 +311,12 @@ def main(argv: list[str] | None = None) -> None:
     # Beside the runs by default: drawing into training/results on a subset of runs would overwrite RESULTS' charts.
     parser.add_argument("--plots", help="where the PNG charts go (default: RUNS/plots; training/results for RESULTS')")
     args = parser.parse_args(argv)
-    runs = load_runs(Path(args.runs))
+    root = Path(args.runs)
+    runs = load_runs(root)
     if not runs:
         raise SystemExit(f"No finished run under {args.runs}; run training/theoremqa_study.sh first.")
 
-    trained = {run: trained_k(Path(args.runs), run, runs) for run, _, _ in runs}
+    trained = {run: trained_k(root, run, runs) for run, _, _ in runs}
     print("| run | K | query | nDCG@10 | Recall@10 | Recall@100 | MRR@10 | train min | eval min | command |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for run, r, wall in runs:
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     # Paired over the dev questions: each run at the K it was trained with.
     per_query = {run: r.per_query["ndcg@10"] for run, r, _ in runs
                  if r.query_mode == "query" and r.num_thinking_steps == trained[run]}  # fmt: skip
-    per_query_long = per_query_512(Path(args.runs), runs, trained)
+    per_query_long = per_query_512(root, runs, trained)
     for comparisons, header in [(MATCHED, paired_header("LaSER", "contrastive")),
                                 (VARIANTS, paired_header("variant", "the run it changes"))]:  # fmt: skip
         print("\n" + header)
@@ -353,15 +354,15 @@ def main(argv: list[str] | None = None) -> None:
 
     print("\n| run | nDCG@10, question | nDCG@10, LLM rationale as the query | gap | train min | peak GiB |")
     print("|---|---:|---:|---:|---:|---:|")
-    print("\n".join(gap_rows(Path(args.runs), runs, trained)))
+    print("\n".join(gap_rows(root, runs, trained)))
 
     print("\n| run | question, 128 tokens | rationale, 128 | question, 512 | rationale, 512 | gap at 512 |")
     print("|---|---:|---:|---:|---:|---:|")
-    print("\n".join(length_rows(Path(args.runs), runs, trained)))
+    print("\n".join(length_rows(root, runs, trained)))
 
-    plots = Path(args.plots) if args.plots else Path(args.runs) / "plots"
+    plots = Path(args.plots) if args.plots else root / "plots"
     print(seed_chart(per_recipe, plots / "theoremqa_seeds.png"))
-    gaps = gap_chart(gap_scores(Path(args.runs), runs, trained), plots / "theoremqa_internalization_gap.png")
+    gaps = gap_chart(gap_scores(root, runs, trained), plots / "theoremqa_internalization_gap.png")
     if gaps is not None:
         print(gaps)
     headline = [r for run, r, _ in runs if r.query_mode == "query" and (
