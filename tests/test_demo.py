@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from laser_integrations.cli.main import main
@@ -245,7 +246,15 @@ def test_default_run_loads_the_shipped_checkpoint_without_training(tiny_shipped,
     monkeypatch.setattr(demo_run, "SHIPPED_CHECKPOINT", tiny_shipped["shipped"])
     monkeypatch.setattr(demo_run, "OFFLINE_BACKBONE", str(encoder_dir))  # the tiny model stands in for SmolLM2
     options = DemoOptions(workdir=tmp_path, data=tiny_shipped["data"], questions=1)
-    first = demo_run.run_demo(options)
+    # A loaded machine: the demo runs on one torch thread and gives the caller its own count back.
+    monkeypatch.setattr(demo_run, "threads_for_load", lambda: (1, "the load average (9.0) is above the 2 cores"))
+    callers_threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first = demo_run.run_demo(options)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(callers_threads)
     assert first["stages"]["checkpoint"] == {**first["stages"]["checkpoint"], "how": "shipped", "reused": False}
     assert not list(tmp_path.glob("train-*"))  # nothing was trained
     placed = tmp_path / "checkpoint"

@@ -473,10 +473,23 @@ def choose_model(options: DemoOptions) -> tuple[str, str]:
 def run_demo(options: DemoOptions) -> dict[str, Any]:
     """Run the demo end to end and return what it wrote to ``workdir/results.json``.
 
+    On a machine busier than its cores the demo runs with one torch thread; the caller's count is restored after it.
+
     Raises:
         FileNotFoundError: the data folder lacks a file (the message names it), or the offline backbone is missing.
         ValueError: options that contradict each other (see :func:`choose_model`).
     """
+    import torch
+
+    previous_threads = torch.get_num_threads()
+    try:
+        return _run_demo(options)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run_demo(options: DemoOptions) -> dict[str, Any]:
+    """:func:`run_demo`'s body; the torch thread count it may set is restored by its caller."""
     from ..evaluation import load_beir, score_run
     from ..training.data import load_beir as load_training_beir
     from .pipeline import answer_all, query_pipeline, to_run
