@@ -3,9 +3,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from laser_integrations import LaSERConfig, LaSEREncoder
 from laser_integrations.testing import SHARED_ENV, shared_dir, tiny_encoder
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on shared cores: one intra-op thread is an order of magnitude faster than two. The caller's count
+    comes back afterwards, so later tests run as they would alone (``pytestmark = usefixtures(...)`` in a module)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -45,13 +45,7 @@ TEXTS = [
 LONG = " ".join(TEXTS * 6)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on shared cores: one intra-op thread is much faster than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def unit(x: np.ndarray) -> np.ndarray:

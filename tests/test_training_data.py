@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from laser_integrations import LaSERConfig
 from laser_integrations.formatting import Formatter
@@ -23,13 +22,7 @@ from laser_integrations.training.losses import downsample_indices
 DOCS = ["the prime numbers", "a prefix code", "entropy measures information", "the product rule"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on shared cores: one intra-op thread is an order of magnitude faster than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def write_jsonl(path: Path, rows: list) -> Path:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-import torch
 
 from laser_integrations import LaSERConfig
 from laser_integrations.testing import tiny_encoder
@@ -20,13 +19,7 @@ from laser_integrations.training.mine import mine_hard_negatives
 from laser_integrations.training.reason import REASON_PROMPT, http_generator, load_queries, write_rationales
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on shared cores: one intra-op thread is an order of magnitude faster than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def make_beir(folder: Path, n: int = 6) -> Path:
