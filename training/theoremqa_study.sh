@@ -18,6 +18,8 @@ cd "$(dirname "$0")/.."
 SHARED=${LASER_SHARED_DIR:-../shared}
 DATA=${DATA:-$SHARED/data/theoremqa}
 OUT=${OUT:-runs/study}
+# SPLIT=test scores the held-back questions of a fold written by training/heldout_folds.py (DATA=the fold)
+SPLIT=${SPLIT:-dev}
 RECIPE=training/cpu_smollm2_theoremqa.yaml
 # The paper's loss settings, written out so the row does not depend on the recipe's defaults.
 PAPER="--objective laser --lambda_out 10 --lambda_mid 0.1 --temperature_kd 0.02 --distill_warmup_steps 0 --distill_ramp_steps 0 --explicit_weighting rationale_mean --detach_soft_tokens false"
@@ -66,6 +68,9 @@ train_args() {  # RUN -> laser-train overrides on top of the recipe
     # The official code's trajectory targets (standalone "\n\n" tokens + the last token, linspace) instead of the
     # recipe's text segments (docs/fidelity.md)
     inprompt_lr5e4_nltargets) echo "--objective laser $V2 --trajectory_targets newline_token --downsample linspace" ;;
+    # The recipe on half the training questions (a held-back fold, training/heldout_folds.py): 28 steps, so its
+    # contrastive warm-up and ramp keep their quarters of the run (7 steps each instead of 14)
+    inprompt_lr5e4_half) echo "--objective laser $V2 --distill_warmup_steps 7 --distill_ramp_steps 7" ;;
     contrastive_lr1e3) echo "--objective contrastive --learning_rate 1e-3" ;;
     inprompt_lr1e3)   echo "--objective laser --learning_rate 1e-3 --explicit_layout in_prompt" ;;
     inprompt_lr2e3)   echo "--objective laser --learning_rate 2e-3 --explicit_layout in_prompt" ;;
@@ -106,9 +111,9 @@ reasoned_data() {
 # llm-RUN: RUN trained with the LLM-written rationale of every question (reasoning-llm.jsonl of the shared set,
 # written from the question alone) as the training set's reasoning.jsonl: a folder of links to the set's files.
 llm_data() {
-  local dir=$OUT/theoremqa-llm
+  local dir=$OUT/theoremqa-llm f
   mkdir -p "$dir/qrels"
-  for f in corpus.jsonl queries.jsonl qrels/train.tsv qrels/dev.tsv; do ln -sfn "$(realpath "$DATA/$f")" "$dir/$f"; done
+  for f in corpus.jsonl queries.jsonl "$DATA"/qrels/*.tsv; do f=${f#"$DATA"/}; ln -sfn "$(realpath "$DATA/$f")" "$dir/$f"; done
   ln -sfn "$(realpath "$DATA/reasoning-llm.jsonl")" "$dir/reasoning.jsonl"
   echo "$dir"
 }
@@ -170,14 +175,14 @@ for run in "$@"; do
   # (reasoning-llm.jsonl; rows before 2026-12-04 used the set's reasoning.jsonl, 34 of 149 dev questions)
   if [ -n "${REASONING:-}" ]; then modes="query reasoning"; eval_data=$(llm_data); fi
   # shellcheck disable=SC2086
-  laser eval --model "$model" --data "$eval_data" --split dev --no-progress --output "$dir/eval.json" \
+  laser eval --model "$model" --data "$eval_data" --split "$SPLIT" --no-progress --output "$dir/eval.json" \
     --query-mode $modes ${ks:+--num-thinking-steps $ks} ${eval_len:+--max-length $eval_len}
   eval_s=$(seconds_since "$t0")
   # EVAL512=1: the same scoring with 512 tokens a text (eval_512.json). The recipe's 128 cut every theorem; 512
   # cut 48 of them and scored within 0.006 of 8192 (docs/fidelity.md)
   if [ -n "${EVAL512:-}" ]; then
     # shellcheck disable=SC2086
-    laser eval --model "$model" --data "$eval_data" --split dev --no-progress --output "$dir/eval_512.json" \
+    laser eval --model "$model" --data "$eval_data" --split "$SPLIT" --no-progress --output "$dir/eval_512.json" \
       --max-length 512 --query-mode $modes ${ks:+--num-thinking-steps $ks}
   fi
   echo "{\"train_seconds\": ${train_s:-0}, \"train_peak_rss_mb\": ${peak_mb:-0}, \"eval_seconds\": $eval_s}" > "$dir/wall.json"
