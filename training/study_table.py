@@ -1,6 +1,7 @@
 """Tables and charts of the TheoremQA study (``training/theoremqa_study.sh``) for ``training/RESULTS.md``.
 
     python training/study_table.py [--runs runs/study] [--plots RUNS/plots]
+    python training/study_table.py --folds runs/heldout/study-fold1 runs/heldout/study-fold2
 
 Reads ``RUN/eval.json`` (written by ``laser eval``) and ``RUN/wall.json`` of every run, prints one Markdown row
 per (run, K, query mode) with the command that reproduces it, a per-objective mean over seeds with the seed
@@ -9,7 +10,8 @@ changes in one setting (e.g. two epochs against one), and draws the dev nDCG@10
 chart (best first), the seeds chart (``theoremqa_seeds.png``), the internalization-gap chart
 (``theoremqa_internalization_gap.png``: question vs LLM rationale as the query, at 128 and 512 tokens) and, for each
 run evaluated at several K, its
-inference-scaling curve (``theoremqa_k_scaling_RUN.png``) with ``laser eval``'s own plots.
+inference-scaling curve (``theoremqa_k_scaling_RUN.png``) with ``laser eval``'s own plots. ``--folds`` prints the
+held-back folds' tables instead (``training/heldout_folds.py``).
 """
 
 from __future__ import annotations
@@ -108,6 +110,9 @@ MATCHED = [
     # The recipe as shipped (documents trained at 128) against contrastive trained with documents at the 512 tokens
     # they are scored at, the baseline RESULTS advises: not matched in training, what a user following it would see.
     ("hardneg-llm-inprompt_lr5e4", "hardneg-llm-contrastive_lr5e4_doc512"),
+    # The recipe on a held-back fold's half of the training questions (warm-up and ramp a quarter each) and
+    # contrastive on the same half (--folds)
+    ("hardneg-llm-inprompt_lr5e4_half", "hardneg-llm-contrastive_lr5e4"),
 ]
 
 # Each variant and the run it changes in one setting, same objective and seed: did the change move the score by more
@@ -301,6 +306,67 @@ def paired_rows(per_query: dict[str, dict[str, float]], comparisons: Iterable[tu
     return rows
 
 
+def run_per_query(folder: Path, trained: int | None) -> dict[tuple[str, int], dict[str, float]]:
+    """{(query mode, tokens): {question id: nDCG@10}} of one run at the K it was trained with: ``eval.json`` at the
+    recipe's 128 tokens, ``eval_512.json`` at 512; a rationale row only where it read the LLM rationales."""
+    out = {}
+    for name, tokens in (("eval.json", 128), ("eval_512.json", 512)):
+        path = folder / name
+        if not path.is_file():
+            continue
+        record = json.loads(path.read_text())
+        llm = str(record["config"].get("data", "")).rstrip("/").endswith("theoremqa-llm")
+        for r in record["results"]:
+            if r["num_thinking_steps"] in (None, trained) and (r["query_mode"] == "query" or llm):
+                out[(r["query_mode"], tokens)] = r["per_query"]["ndcg@10"]
+    return out
+
+
+def fold_tables(folders: list[Path]) -> list[str]:
+    """Runs scored on held-back folds (``training/heldout_folds.py``, ``SPLIT=test``), one study folder a fold: each
+    run's nDCG@10 per fold and over all the folds' questions (each judged by the run trained without it), its gap,
+    and the paired comparisons of MATCHED over those questions."""
+    per_fold = []
+    for folder in folders:
+        runs = load_runs(folder)
+        if not runs:
+            raise SystemExit(f"No finished run under {folder}; run training/theoremqa_study.sh with SPLIT=test first.")
+        per_fold.append({run: (run_per_query(folder / run, trained_k(folder, run, runs)), wall)
+                         for run, _, wall in runs})  # fmt: skip
+    common = [run for run in per_fold[0] if all(run in fold for fold in per_fold)]
+    keys = [("query", 128), ("reasoning", 128), ("query", 512), ("reasoning", 512)]
+    lines = ["| run | fold | questions | question, 128 | rationale, 128 | question, 512 | rationale, 512 | gap at 512 "
+             "| train min | peak GiB |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    union: dict[str, dict[tuple[str, int], dict[str, float]]] = {}
+    for run in common:
+        merged: dict[tuple[str, int], dict[str, float]] = {}
+        for key in keys:
+            if all(key in fold[run][0] for fold in per_fold):
+                merged[key] = {}
+                for fold in per_fold:
+                    if set(merged[key]) & set(fold[run][0][key]):
+                        raise SystemExit(f"{run}: a question is scored in two folds; the folds must hold back "
+                                         "disjoint questions (training/heldout_folds.py writes them so).")  # fmt: skip
+                    merged[key].update(fold[run][0][key])
+        union[run] = merged
+        walls = [fold[run][1] for fold in per_fold]
+        rows = [(f"fold{i}", fold[run][0], [wall]) for i, (fold, wall) in enumerate(zip(per_fold, walls), start=1)]
+        for label, scores, wall_list in [*rows, ("all", merged, walls)]:
+            cells = [statistics.mean(scores[k].values()) if k in scores else None for k in keys]
+            text = " | ".join(f"{v:.4f}" if v is not None else "" for v in cells)
+            gap = f"{cells[3] - cells[2]:+.4f}" if cells[2] is not None and cells[3] is not None else ""
+            train = sum(w.get("train_seconds") or 0 for w in wall_list)
+            peak = max(w.get("train_peak_rss_mb") or 0 for w in wall_list)
+            count = len(scores[("query", 128)]) if ("query", 128) in scores else ""
+            lines.append(f"| {run} | {label} | {count} | {text} | {gap} | {minutes(train)} | "
+                         f"{f'{peak / 1024:.1f}' if peak else ''} |")  # fmt: skip
+    for tokens in (128, 512):
+        per_query = {run: scores[("query", tokens)] for run, scores in union.items() if ("query", tokens) in scores}
+        lines += ["", f"Paired over every fold's held-back questions, {tokens} tokens a text:", "",
+                  paired_header("LaSER", "contrastive"), *paired_rows(per_query, MATCHED)]  # fmt: skip
+    return lines
+
+
 def minutes(seconds: float | None) -> str:
     return f"{seconds / 60:.1f}" if seconds else ""
 
@@ -310,7 +376,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", default="runs/study", help="the study's output folder")
     # Beside the runs by default: drawing into training/results on a subset of runs would overwrite RESULTS' charts.
     parser.add_argument("--plots", help="where the PNG charts go (default: RUNS/plots; training/results for RESULTS')")
+    parser.add_argument("--folds", nargs="+", type=Path, metavar="RUNS",
+                        help="study folders of held-back folds (SPLIT=test): tables over their questions")
     args = parser.parse_args(argv)
+    if args.folds:
+        print("\n".join(fold_tables(args.folds)))
+        return
     root = Path(args.runs)
     runs = load_runs(root)
     if not runs:
