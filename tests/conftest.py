@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,19 @@ import torch
 
 from laser_integrations import LaSERConfig, LaSEREncoder
 from laser_integrations.testing import SHARED_ENV, shared_dir, tiny_encoder
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """Import a script that is not part of the package (``training/``, the demo data generator) from its path."""
+
+    def load(path: Path):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -59,10 +58,8 @@ def test_ids_and_texts_are_unique():
         assert len({r[key] for r in data}) == len(data), name
 
 
-def test_generator_reproduces_the_files(tmp_path: Path):
-    spec = importlib.util.spec_from_file_location("make_demo_data", DATA / "make_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_generator_reproduces_the_files(tmp_path: Path, load_script):
+    module = load_script(DATA / "make_data.py")
     counts = module.build(tmp_path)
     assert counts["questions"] == len(rows("queries.jsonl"))
     for name in ("corpus.jsonl", "queries.jsonl", "reasoning.jsonl", "qrels/train.tsv", "qrels/test.tsv"):

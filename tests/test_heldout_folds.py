@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,11 +13,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "training" / "heldout_folds.py"
 
 
 @pytest.fixture(scope="module")
-def heldout_folds():
-    spec = importlib.util.spec_from_file_location("heldout_folds", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def heldout_folds(load_script):
+    return load_script(SCRIPT)
 
 
 def rows(prefix: str, count: int) -> str:

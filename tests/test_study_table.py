@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 from pathlib import Path
 
@@ -16,11 +15,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "training" / "study_table.py"
 
 
 @pytest.fixture(scope="module")
-def study_table():
-    spec = importlib.util.spec_from_file_location("study_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def study_table(load_script):
+    return load_script(SCRIPT)
 
 
 def _row(line: str) -> list[str]:
